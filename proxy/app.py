@@ -1,0 +1,107 @@
+"""The application factory: one call builds the whole service from its settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from proxy import __version__
+from proxy.appkeys import CATALOG, HTTP_SESSION, LIFECYCLE, SETTINGS, STORE, Lifecycle
+from proxy.cache.freshness import Freshness
+from proxy.cache.keys import KeySpace
+from proxy.cache.readthrough import CatalogCache
+from proxy.cache.redis_store import RedisStore, connect
+from proxy.cache.store import MemoryStore, Store
+from proxy.catalog.service import CatalogService
+from proxy.settings import Settings
+from proxy.upstream.client import UpstreamClient
+from proxy.upstream.token import TokenProvider
+from proxy.web.errors import error_middleware
+from proxy.web.health import healthz, readyz
+from proxy.web.middleware import request_id_middleware
+from proxy.web.products import upstream_products
+
+# Header fields up to 16 KB are accepted (SPEC 5); aiohttp's default is 8 KB.
+MAX_FIELD_SIZE = 16 * 1024
+# Bounds the upstream connections one replica opens; a fetch needs one or two.
+UPSTREAM_CONNECTIONS = 8
+CONNECT_TIMEOUT_CAP = 5.0
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the service; resources open on startup and close on cleanup, in order."""
+    app = web.Application(
+        middlewares=[request_id_middleware(settings.access_log), error_middleware],
+        handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE},
+    )
+    app[SETTINGS] = settings
+    app[LIFECYCLE] = Lifecycle()
+    app.cleanup_ctx.extend([_http_session, _store, _catalog])
+    app.router.add_get("/v1/products", upstream_products, allow_head=False)
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readyz, allow_head=False)
+    return app
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    # The client's own bound sits just past the fetch budget, so the budget's clearer
+    # timeout error wins; the connect bound is shorter so a refused host retries in time.
+    timeout = aiohttp.ClientTimeout(
+        total=settings.upstream_timeout + 1,
+        sock_connect=min(settings.upstream_timeout, CONNECT_TIMEOUT_CAP),
+    )
+    async with aiohttp.ClientSession(
+        timeout=timeout,
+        connector=aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"User-Agent": f"1nce-product-proxy/{__version__}"},
+    ) as session:
+        app[HTTP_SESSION] = session
+        yield
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store: Store
+    if settings.redis_url is None:
+        store = MemoryStore()
+    else:
+        client = connect(settings.redis_url.get_secret_value(), timeout=settings.redis_timeout)
+        store = RedisStore(client, timeout=settings.redis_timeout)
+    app[STORE] = store
+    yield
+    await store.close()
+
+
+async def _catalog(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    session = app[HTTP_SESSION]
+    if settings.client_id is None or settings.client_secret is None:
+        raise RuntimeError("the 1NCE client id and secret are required")
+    tokens = TokenProvider(
+        session,
+        token_url=f"{settings.upstream_url}/oauth/token",
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        margin=settings.token_refresh_margin,
+    )
+    upstream = UpstreamClient(
+        session,
+        tokens,
+        base_url=settings.upstream_url,
+        timeout=settings.upstream_timeout,
+        retries=settings.upstream_retries,
+    )
+    keys = KeySpace(settings.key_prefix, settings.account_hash)
+    cache = CatalogCache(
+        store=app[STORE],
+        key=keys.catalog,
+        freshness=Freshness(settings.cache_ttl, settings.stale_ttl),
+        loader=upstream.fetch_products,
+    )
+    app[CATALOG] = CatalogService(cache, upstream, tokens)
+    yield
+    await cache.close()

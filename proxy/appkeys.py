@@ -1,0 +1,26 @@
+"""Typed keys for the objects an application shares between its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from proxy.cache.store import Store
+from proxy.catalog.service import CatalogService
+from proxy.settings import Settings
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Whether the process is draining: readiness turns false before connections close."""
+
+    shutting_down: bool = False
+
+
+SETTINGS = web.AppKey("settings", Settings)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+STORE = web.AppKey("store", Store)
+CATALOG = web.AppKey("catalog", CatalogService)

@@ -1,0 +1,1 @@
+"""Catalog caching: entries, freshness, stores (memory, Redis), coalescing, read-through."""

@@ -1,0 +1,30 @@
+"""Every shared-store key the service uses, built in one place.
+
+Keys carry the deployment's prefix and a hash of upstream URL and client id, so deployments
+or 1NCE accounts sharing one Redis never see each other's catalog or token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Bump when the stored entry format changes incompatibly.
+_SCHEMA = "v1"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """The key names for one deployment and account."""
+
+    prefix: str
+    account: str
+
+    @property
+    def catalog(self) -> str:
+        """Where the catalog entry lives."""
+        return f"{self.prefix}:{self.account}:catalog:{_SCHEMA}"
+
+    @property
+    def token(self) -> str:
+        """Where the shared OAuth token lives."""
+        return f"{self.prefix}:{self.account}:token:{_SCHEMA}"

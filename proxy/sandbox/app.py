@@ -1,0 +1,392 @@
+"""The 1NCE emulator's aiohttp application: token and products endpoints plus a control API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from proxy.sandbox.catalog import default_catalog
+from proxy.sandbox.faults import Faults
+
+SANDBOX_CLIENT_ID = "sandbox-client"
+"""The client id the emulator accepts unless told otherwise."""
+SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 -- a published demo credential, not a secret
+"""The client secret the emulator accepts unless told otherwise."""
+
+_JSON = "application/json"
+# The upstream labels its catalog with this exact content type.
+_CATALOG_CONTENT_TYPE = "application/json;charset=UTF-8"
+# The upstream answers these statuses with an empty body.
+_EMPTY_BODY_STATUSES = frozenset({401, 403, 404, 429})
+# How often a hanging request looks whether its client left; short so hangs end promptly.
+_HANG_POLL_SECONDS = 0.05
+# Real tokens are RS256 JWTs of about 3000 characters; these sizes give the same length.
+_TOKEN_CLAIM_BYTES = 1380
+_TOKEN_SIGNATURE_BYTES = 256
+_BASE_PREFIXES = ("", "/management-api")
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _compact_json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_JWT_HEADER = _b64url(_compact_json({"alg": "RS256", "typ": "JWT"}))
+
+
+@dataclass
+class SandboxState:
+    """Everything one emulator knows: credentials, catalog, tokens, faults and counters."""
+
+    faults: Faults = field(default_factory=Faults)
+    """The faults being injected; tests may change them at any time."""
+    catalog: list[dict[str, Any]] = field(default_factory=default_catalog)
+    """The products served; tests may replace it to see a refresh."""
+    client_id: str = SANDBOX_CLIENT_ID
+    """The client id the token endpoint accepts."""
+    client_secret: str = field(default=SANDBOX_CLIENT_SECRET, repr=False)
+    """The client secret the token endpoint accepts."""
+    token_ttl: int = 3600
+    """Seconds an issued token stays valid."""
+    token_requests: int = 0
+    """Requests received on the token endpoint, failed ones included."""
+    tokens_issued: int = 0
+    """Tokens handed out."""
+    products_requests: int = 0
+    """Requests received on the products endpoint, failed ones included."""
+    products_authorizations: list[str] = field(default_factory=list, repr=False)
+    """The Authorization header of every products request, in order ("" when absent)."""
+    tokens: dict[str, float] = field(default_factory=dict, repr=False)
+    """Every valid token issued, with its expiry on the `time.monotonic` clock."""
+
+    def issue_token(self) -> str:
+        """Issue a new token, valid for `token_ttl` seconds alongside those issued before."""
+        now = time.monotonic()
+        # Forget expired tokens so a long-running emulator does not grow without bound.
+        self.tokens = {token: expiry for token, expiry in self.tokens.items() if expiry > now}
+        token = _new_token(self.token_ttl)
+        self.tokens[token] = now + self.token_ttl
+        self.tokens_issued += 1
+        return token
+
+    def token_is_valid(self, token: str) -> bool:
+        """Whether a token was issued, has not expired and has not been revoked."""
+        expiry = self.tokens.get(token)
+        return expiry is not None and time.monotonic() < expiry
+
+    def revoke_tokens(self) -> int:
+        """Invalidate every token issued so far (not later ones); return how many there were."""
+        revoked = len(self.tokens)
+        self.tokens.clear()
+        return revoked
+
+    def reset_counters(self) -> None:
+        """Set every request counter back to zero."""
+        self.token_requests = 0
+        self.tokens_issued = 0
+        self.products_requests = 0
+        self.products_authorizations.clear()
+
+    def reset(self) -> None:
+        """Back to a new emulator: faults off, counters zero, no tokens, default catalog."""
+        self.faults.reset()
+        self.reset_counters()
+        self.tokens.clear()
+        self.catalog = default_catalog()
+
+    def stats(self) -> dict[str, Any]:
+        """Return the counters, tokens and faults as a JSON-ready mapping."""
+        now = time.monotonic()
+        return {
+            "token_requests": self.token_requests,
+            "tokens_issued": self.tokens_issued,
+            "tokens_valid": sum(1 for expiry in self.tokens.values() if expiry > now),
+            "products_requests": self.products_requests,
+            "products_authorizations": list(self.products_authorizations),
+            "catalog_size": len(self.catalog),
+            "token_ttl": self.token_ttl,
+            "faults": self.faults.as_dict(),
+        }
+
+
+SANDBOX_STATE = web.AppKey("sandbox_state", SandboxState)
+"""Where an emulator app keeps its `SandboxState`."""
+# Set when the app shuts down, so hanging requests end instead of holding up the shutdown.
+_HANG_RELEASE = web.AppKey("sandbox_hang_release", asyncio.Event)
+
+
+def create_sandbox_app(
+    *,
+    state: SandboxState | None = None,
+    client_id: str = SANDBOX_CLIENT_ID,
+    client_secret: str = SANDBOX_CLIENT_SECRET,
+    token_ttl: int = 3600,
+    catalog: list[dict[str, Any]] | None = None,
+) -> web.Application:
+    """Build the 1NCE emulator as an aiohttp application.
+
+    The upstream routes are served both at the root and under `/management-api`, so either
+    `http://host:port` or `http://host:port/management-api` works as the base URL. The control
+    API lives under `/_sandbox`. When `state` is given, the other arguments are ignored.
+    """
+    if state is None:
+        if token_ttl < 1:
+            raise ValueError("token_ttl must be at least 1 second")
+        state = SandboxState(
+            catalog=default_catalog() if catalog is None else catalog,
+            client_id=client_id,
+            client_secret=client_secret,
+            token_ttl=token_ttl,
+        )
+    app = web.Application()
+    app[SANDBOX_STATE] = state
+    app[_HANG_RELEASE] = asyncio.Event()
+    app.on_shutdown.append(_release_hangs)
+    for prefix in _BASE_PREFIXES:
+        app.router.add_post(f"{prefix}/oauth/token", _token)
+        app.router.add_get(f"{prefix}/v1/products", _products)
+    app.router.add_get("/_sandbox/stats", _control_stats)
+    app.router.add_post("/_sandbox/faults", _control_faults)
+    app.router.add_post("/_sandbox/revoke", _control_revoke)
+    app.router.add_post("/_sandbox/reset", _control_reset)
+    app.router.add_put("/_sandbox/catalog", _control_catalog)
+    return app
+
+
+async def _release_hangs(app: web.Application) -> None:
+    app[_HANG_RELEASE].set()
+
+
+def _new_token(ttl: int) -> str:
+    """Make a random, JWT-shaped token of about 3000 characters."""
+    issued = int(time.time())
+    claims = {
+        "iss": "https://sandbox.1nce.invalid",
+        "sub": "user",
+        "scope": "all",
+        "iat": issued,
+        "exp": issued + ttl,
+        "jti": secrets.token_hex(16),
+        "ctx": secrets.token_urlsafe(_TOKEN_CLAIM_BYTES),
+    }
+    signature = _b64url(secrets.token_bytes(_TOKEN_SIGNATURE_BYTES))
+    return f"{_JWT_HEADER}.{_b64url(_compact_json(claims))}.{signature}"
+
+
+def _json_response(status: int, body: object) -> web.Response:
+    return web.Response(status=status, body=_compact_json(body), content_type=_JSON)
+
+
+def _upstream_error(status: int, error_code: str, message: str) -> web.Response:
+    """Answer with an error in the upstream's format."""
+    body = {"statusCode": status, "errorCode": error_code, "message": message}
+    return _json_response(status, body)
+
+
+def _error_code(status: int) -> str:
+    """Name a status the upstream's way, e.g. 502 -> BadGateway."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+    return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
+
+
+def _failure(status: int) -> web.Response:
+    """Answer as an upstream failing with this status does."""
+    if status in _EMPTY_BODY_STATUSES:
+        return web.Response(status=status)
+    return _upstream_error(status, _error_code(status), "Sandbox fault injected.")
+
+
+async def _token(request: web.Request) -> web.Response:
+    """`POST /oauth/token`: a new bearer token for valid client credentials."""
+    state = request.app[SANDBOX_STATE]
+    state.token_requests += 1
+    if state.faults.token_latency > 0:
+        await asyncio.sleep(state.faults.token_latency)
+    status = state.faults.token_status
+    if status == HTTPStatus.BAD_REQUEST:
+        return _upstream_error(status, "BadCredentials", "User does not exist.")
+    if status is not None:
+        return _failure(status)
+    problem = await _token_request_problem(request, state)
+    if problem is not None:
+        return _upstream_error(HTTPStatus.BAD_REQUEST, *problem)
+    body = {
+        "status_code": 200,
+        "access_token": state.issue_token(),
+        "token_type": "bearer",
+        "expires_in": state.token_ttl,
+        "userId": "user",
+        "scope": "all",
+    }
+    return _json_response(HTTPStatus.OK, body)
+
+
+async def _token_request_problem(
+    request: web.Request, state: SandboxState
+) -> tuple[str, str] | None:
+    """Return the error code and message a token request earns, or None when it is valid."""
+    if request.content_type != _JSON:
+        return "UnsupportedContentTypeError", "Content-Type must be application/json."
+    try:
+        body = json.loads(await request.read())
+    except ValueError:  # also covers bodies that are not UTF-8
+        body = None
+    if not isinstance(body, dict) or body.get("grant_type") != "client_credentials":
+        return "BodyValidationError", 'The body must be {"grant_type":"client_credentials"}.'
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is None:
+        return "AuthValidationError", "The Authorization header is missing."
+    credentials = _basic_credentials(header)
+    if credentials is None:
+        return "AuthValidationError", "The Authorization header must use HTTP Basic."
+    client_id, client_secret = credentials
+    # Both comparisons always run, so timing does not tell which part was wrong.
+    id_ok = secrets.compare_digest(client_id.encode(), state.client_id.encode())
+    secret_ok = secrets.compare_digest(client_secret.encode(), state.client_secret.encode())
+    if not (id_ok and secret_ok):
+        return "BadCredentials", "User does not exist."
+    return None
+
+
+async def _products(request: web.Request) -> web.Response:
+    """`GET /v1/products`: the catalog for a valid bearer token."""
+    state = request.app[SANDBOX_STATE]
+    state.products_requests += 1
+    authorization = request.headers.get(hdrs.AUTHORIZATION, "")
+    state.products_authorizations.append(authorization)
+    faults = state.faults.for_products_request()
+    failure = await _products_failure(request, faults)
+    if failure is not None:
+        return failure
+    token = _bearer_token(authorization)
+    if faults.reject_all_tokens or token is None or not state.token_is_valid(token):
+        return web.Response(status=HTTPStatus.UNAUTHORIZED)
+    if faults.malformed_body:
+        # A body cut short, as when a connection drops mid-transfer.
+        full = _compact_json(state.catalog)
+        return _catalog_response(full[: max(1, len(full) // 2)])
+    if faults.wrong_shape:
+        return _catalog_response(_compact_json({"products": state.catalog}))
+    return _catalog_response(_compact_json(state.catalog))
+
+
+async def _products_failure(request: web.Request, faults: Faults) -> web.Response | None:
+    """Apply the faults that act before the token check; return their answer, if any."""
+    if faults.products_latency > 0:
+        await asyncio.sleep(faults.products_latency)
+    if faults.hang:
+        await _hang(request)
+        return _upstream_error(
+            HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", "The sandbox is stopping."
+        )
+    if faults.rate_limit_retry_after is not None:
+        headers = {hdrs.RETRY_AFTER: str(faults.rate_limit_retry_after)}
+        return web.Response(status=HTTPStatus.TOO_MANY_REQUESTS, headers=headers)
+    if faults.products_status is not None:
+        return _failure(faults.products_status)
+    return None
+
+
+async def _hang(request: web.Request) -> None:
+    """Wait until the client goes away or the app shuts down."""
+    release = request.app[_HANG_RELEASE]
+    while not release.is_set() and _client_connected(request):
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_HANG_POLL_SECONDS):
+                await release.wait()
+
+
+def _client_connected(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and not transport.is_closing()
+
+
+def _basic_credentials(authorization: str) -> tuple[str, str] | None:
+    """Return the client id and secret of an HTTP Basic header, or None if it is not one."""
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, colon, client_secret = decoded.partition(":")
+    return (client_id, client_secret) if colon else None
+
+
+def _bearer_token(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def _catalog_response(body: bytes) -> web.Response:
+    return web.Response(body=body, headers={hdrs.CONTENT_TYPE: _CATALOG_CONTENT_TYPE})
+
+
+async def _control_stats(request: web.Request) -> web.Response:
+    """`GET /_sandbox/stats`: the counters, tokens and faults."""
+    return _json_response(HTTPStatus.OK, request.app[SANDBOX_STATE].stats())
+
+
+async def _control_faults(request: web.Request) -> web.Response:
+    """`POST /_sandbox/faults`: replace the faults with those of a JSON object."""
+    faults = request.app[SANDBOX_STATE].faults
+    try:
+        faults.load(await _json_body(request))
+    except (TypeError, ValueError) as error:
+        return _json_response(HTTPStatus.BAD_REQUEST, {"error": str(error)})
+    return _json_response(HTTPStatus.OK, faults.as_dict())
+
+
+async def _control_revoke(request: web.Request) -> web.Response:
+    """`POST /_sandbox/revoke`: invalidate every token issued so far."""
+    revoked = request.app[SANDBOX_STATE].revoke_tokens()
+    return _json_response(HTTPStatus.OK, {"revoked": revoked})
+
+
+async def _control_reset(request: web.Request) -> web.Response:
+    """`POST /_sandbox/reset`: back to a new emulator."""
+    state = request.app[SANDBOX_STATE]
+    state.reset()
+    return _json_response(HTTPStatus.OK, state.stats())
+
+
+async def _control_catalog(request: web.Request) -> web.Response:
+    """`PUT /_sandbox/catalog`: replace the catalog with a JSON array of products."""
+    try:
+        catalog = await _json_body(request)
+    except ValueError as error:
+        return _json_response(HTTPStatus.BAD_REQUEST, {"error": str(error)})
+    if not isinstance(catalog, list) or not all(isinstance(item, dict) for item in catalog):
+        return _json_response(
+            HTTPStatus.BAD_REQUEST, {"error": "the catalog must be an array of objects"}
+        )
+    request.app[SANDBOX_STATE].catalog = catalog
+    return _json_response(HTTPStatus.OK, {"catalog_size": len(catalog)})
+
+
+async def _json_body(request: web.Request) -> object:
+    """Parse the request body as JSON; ValueError when it is not JSON."""
+    try:
+        return json.loads(await request.read())
+    except ValueError as error:
+        raise ValueError("the body must be JSON") from error

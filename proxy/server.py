@@ -1,0 +1,63 @@
+"""Running the service: listen, wait for a signal, drain, close (and the in-process sandbox)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack
+
+import structlog
+from aiohttp import web
+from pydantic import SecretStr
+
+from proxy.app import create_app
+from proxy.appkeys import LIFECYCLE
+from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, create_sandbox_app
+from proxy.settings import Settings
+
+logger = structlog.get_logger(__name__)
+
+
+async def start_sandbox(stack: AsyncExitStack) -> str:
+    """Start the 1NCE emulator on a free loopback port; return its base URL."""
+    runner = web.AppRunner(create_sandbox_app(), access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return f"http://{host}:{port}"
+
+
+def sandbox_settings(settings: Settings, upstream_url: str) -> Settings:
+    """Point ``settings`` at the emulator with its credentials."""
+    return settings.model_copy(
+        update={
+            "upstream_url": upstream_url,
+            "client_id": SANDBOX_CLIENT_ID,
+            "client_secret": SecretStr(SANDBOX_CLIENT_SECRET),
+        }
+    )
+
+
+async def serve(settings: Settings, *, sandbox: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then stop taking traffic and let requests finish."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with AsyncExitStack() as stack:
+        if sandbox:
+            upstream_url = await start_sandbox(stack)
+            settings = sandbox_settings(settings, upstream_url)
+            logger.info("sandbox_started", upstream_url=upstream_url)
+        app = create_app(settings)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        logger.info("listening", host=settings.host, port=settings.port, sandbox=sandbox)
+        await stop.wait()
+        app[LIFECYCLE].shutting_down = True
+        logger.info("shutting_down", grace_seconds=settings.shutdown_grace)
+    logger.info("stopped")

@@ -1,0 +1,1 @@
+"""The HTTP face of the service: handlers, middlewares and route table."""

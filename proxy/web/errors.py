@@ -1,0 +1,85 @@
+"""JSON errors for every failure a caller can see, in the shape of SPEC section 5."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from proxy.upstream.errors import (
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+logger = structlog.get_logger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    408: "request_timeout",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def json_error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """Build ``{"error": {"code": ..., "message": ...}}`` with ``status``."""
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    )
+
+
+def upstream_error_response(exc: UpstreamError) -> web.Response:
+    """Tell a caller why no catalog could be served: 502, 503 or 504."""
+    if isinstance(exc, UpstreamTimeout):
+        return json_error(504, "upstream_timeout", str(exc))
+    if isinstance(exc, UpstreamUnavailable):
+        code = (
+            "upstream_rate_limited"
+            if isinstance(exc, UpstreamRateLimited)
+            else "upstream_unavailable"
+        )
+        retry_after = str(max(math.ceil(exc.retry_after), 1))
+        return json_error(503, code, str(exc), headers={"Retry-After": retry_after})
+    if isinstance(exc, UpstreamAuthError):
+        return json_error(502, "upstream_auth_failed", str(exc))
+    return json_error(502, "upstream_bad_response", str(exc))
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every exception into a JSON error; nothing escapes as HTML or a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}}
+        code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
+        return json_error(
+            exc.status, code, exc.reason if exc.text is None else _message(exc), headers
+        )
+    except UpstreamError as exc:
+        return upstream_error_response(exc)
+    except Exception:
+        logger.exception("unhandled_error", path=request.path)
+        return json_error(500, "internal_error", "the proxy failed to handle this request")
+
+
+def _message(exc: web.HTTPException) -> str:
+    # aiohttp's default text is "404: Not Found"; our own raises carry a real message.
+    text = exc.text or exc.reason
+    return text.removeprefix(f"{exc.status}: ")

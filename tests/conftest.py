@@ -1,0 +1,95 @@
+"""Fixtures: a real redis-server, the sandbox over a real socket, and proxy clients."""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from proxy.app import create_app
+from proxy.observability.logging import configure_logging
+from proxy.sandbox import SandboxState, create_sandbox_app
+from tests.support import RedisServer, free_port, make_settings
+
+MakeProxy = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+class Sandbox:
+    """The 1NCE emulator on a real loopback port, with its state for faults and counts.
+
+    ``stop()`` closes the listener and every connection (callers then see "refused");
+    ``start()`` serves again on the same port with the same state.
+    """
+
+    def __init__(self) -> None:
+        self.state = SandboxState()
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        runner = web.AppRunner(create_sandbox_app(state=self.state), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self._runner = runner
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_logs() -> None:
+    """Warnings and errors only, uncached so tests that capture logs can reconfigure."""
+    configure_logging("warning", "console", cache_loggers=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _enough_file_descriptors() -> None:
+    """Stampede tests hold ~1000 sockets in one process; lift a low soft limit once."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 8192 if hard == resource.RLIM_INFINITY else min(8192, hard)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    emulator = Sandbox()
+    await emulator.start()
+    yield emulator
+    await emulator.stop()
+
+
+@pytest.fixture
+async def make_proxy(aiohttp_client: AiohttpClient, sandbox: Sandbox) -> MakeProxy:
+    """Build a proxy in front of the sandbox; keyword arguments override settings."""
+
+    async def make(**overrides: Any) -> TestClient[web.Request, web.Application]:
+        overrides.setdefault("upstream_url", sandbox.url)
+        settings = make_settings(**overrides)
+        return await aiohttp_client(create_app(settings))
+
+    return make
+
+
+@pytest.fixture
+async def proxy(make_proxy: MakeProxy) -> TestClient[web.Request, web.Application]:
+    return await make_proxy()

@@ -1,0 +1,111 @@
+"""``python -m proxy`` as a user runs it: configuration errors, the sandbox demo, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+
+from tests.support import REPO_ROOT, clean_env, free_port
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "proxy", *args],
+        env={**clean_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+
+
+def test_missing_credentials_exit_2_with_one_line_each() -> None:
+    result = _run({})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("configuration error: PROXY_CLIENT_ID:")
+    assert lines[1].startswith("configuration error: PROXY_CLIENT_SECRET:")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_values_exit_2_naming_each_setting_and_hiding_secrets() -> None:
+    result = _run(
+        {
+            "PROXY_CLIENT_ID": "id",
+            "PROXY_CLIENT_SECRET": "s3cr3t-value",
+            "PROXY_CACHE_TTL": "-5",
+            "PROXY_PORT": "http",
+            "PROXY_LOG_FORMAT": "xml",
+            "PROXY_REDIS_URL": "http://user:hunter2@redis:6379",
+        }
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    named = sorted(line.split(":")[1].strip() for line in lines)
+    assert named == ["PROXY_CACHE_TTL", "PROXY_LOG_FORMAT", "PROXY_PORT", "PROXY_REDIS_URL"]
+    assert "hunter2" not in result.stderr
+    assert "s3cr3t-value" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+async def test_sandbox_demo_serves_and_stops_cleanly_on_sigterm() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy",
+        "--sandbox",
+        env={**clean_env(), "PROXY_PORT": str(port), "PROXY_HOST": "127.0.0.1",
+             "PROXY_ACCESS_LOG": "all", "PROXY_LOG_LEVEL": "debug"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO_ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _wait_healthy(session, base)
+            async with session.get(f"{base}/v1/products") as response:
+                assert response.status == 200
+                products = await response.json(content_type=None)
+                assert response.headers["Cache-Status"] == "1nce-proxy; fwd=miss; stored"
+            assert 20 <= len(products) <= 40
+            async with session.get(f"{base}/readyz") as response:
+                assert response.status == 200
+                assert (await response.json())["token"] == "valid"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=15)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, stderr.decode()
+    records = [json.loads(line) for line in stdout.decode().splitlines()]
+    events = [record["event"] for record in records]
+    assert events.index("sandbox_started") < events.index("listening")
+    assert events[-2:] == ["shutting_down", "stopped"]
+    assert "token_refreshed" in events
+    access = [r for r in records if r["event"] == "request" and r["path"] == "/v1/products"]
+    assert access and access[0]["status"] == 200 and access[0]["request_id"]
+    assert "sandbox-secret" not in stdout.decode() + stderr.decode()
+
+
+async def _wait_healthy(session: aiohttp.ClientSession, base: str) -> None:
+    for _ in range(200):
+        try:
+            async with session.get(f"{base}/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("the service did not come up within 10 s")

@@ -1,0 +1,623 @@
+"""The 1NCE emulator: protocol, tokens, faults, counters, control API and catalog."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from proxy.sandbox import (
+    SANDBOX_CLIENT_ID,
+    SANDBOX_CLIENT_SECRET,
+    SANDBOX_STATE,
+    Faults,
+    SandboxState,
+    create_sandbox_app,
+    default_catalog,
+)
+
+Client = TestClient[web.Request, web.Application]
+
+GRANT = {"grant_type": "client_credentials"}
+AUTH = {"Authorization": aiohttp.encode_basic_auth(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET)}
+JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient) -> Client:
+    return await aiohttp_client(create_sandbox_app())
+
+
+def state_of(client: Client) -> SandboxState:
+    return client.app[SANDBOX_STATE]
+
+
+async def get_token(client: Client, prefix: str = "") -> str:
+    response = await client.post(f"{prefix}/oauth/token", json=GRANT, headers=AUTH)
+    assert response.status == 200
+    body = await response.json()
+    token: str = body["access_token"]
+    return token
+
+
+async def get_products(client: Client, token: str, prefix: str = "") -> aiohttp.ClientResponse:
+    return await client.get(f"{prefix}/v1/products", headers={"Authorization": f"Bearer {token}"})
+
+
+# --- token endpoint ---------------------------------------------------------------------------
+
+
+async def test_token_success_body(client: Client) -> None:
+    response = await client.post("/oauth/token", json=GRANT, headers=AUTH)
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert set(body) == {
+        "status_code",
+        "access_token",
+        "token_type",
+        "expires_in",
+        "userId",
+        "scope",
+    }
+    assert body["status_code"] == 200
+    assert body["token_type"].lower() == "bearer"
+    assert body["expires_in"] == 3600
+    assert body["userId"] == "user"
+    assert body["scope"] == "all"
+    assert JWT_SHAPE.match(body["access_token"])
+    assert 2800 <= len(body["access_token"]) <= 3300
+
+
+async def test_every_token_request_issues_a_new_token_and_old_ones_stay_valid(
+    client: Client,
+) -> None:
+    first = await get_token(client)
+    second = await get_token(client)
+    assert first != second
+    for token in (first, second):
+        assert (await get_products(client, token)).status == 200
+
+
+async def test_upstream_routes_also_live_under_management_api(client: Client) -> None:
+    token = await get_token(client, "/management-api")
+    response = await get_products(client, token, "/management-api")
+    assert response.status == 200
+    assert await response.json() == default_catalog()
+
+
+@pytest.mark.parametrize(
+    ("client_id", "client_secret"),
+    [(SANDBOX_CLIENT_ID, "wrong-secret"), ("someone-else", SANDBOX_CLIENT_SECRET), ("", "")],
+)
+async def test_bad_credentials(client: Client, client_id: str, client_secret: str) -> None:
+    headers = {"Authorization": aiohttp.encode_basic_auth(client_id, client_secret)}
+    response = await client.post("/oauth/token", json=GRANT, headers=headers)
+    assert response.status == 400
+    assert await response.json() == {
+        "statusCode": 400,
+        "errorCode": "BadCredentials",
+        "message": "User does not exist.",
+    }
+
+
+async def test_custom_credentials(aiohttp_client: AiohttpClient) -> None:
+    secret = secrets.token_urlsafe()
+    client = await aiohttp_client(create_sandbox_app(client_id="me", client_secret=secret))
+    headers = {"Authorization": aiohttp.encode_basic_auth("me", secret)}
+    ok = await client.post("/oauth/token", json=GRANT, headers=headers)
+    assert ok.status == 200
+    default = await client.post("/oauth/token", json=GRANT, headers=AUTH)
+    assert default.status == 400
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error_code"),
+    [
+        ({"data": "grant_type=client_credentials", "headers": AUTH}, "UnsupportedContentTypeError"),
+        ({"data": json.dumps(GRANT), "headers": AUTH}, "UnsupportedContentTypeError"),
+        (
+            {"data": b"", "headers": {"Content-Type": "application/json", **AUTH}},
+            "BodyValidationError",
+        ),
+        (
+            {"data": b"{not json", "headers": {"Content-Type": "application/json", **AUTH}},
+            "BodyValidationError",
+        ),
+        ({"json": {"grant_type": "password"}, "headers": AUTH}, "BodyValidationError"),
+        ({"json": [GRANT], "headers": AUTH}, "BodyValidationError"),
+        ({"json": GRANT}, "AuthValidationError"),
+        ({"json": GRANT, "headers": {"Authorization": "Bearer abc"}}, "AuthValidationError"),
+        ({"json": GRANT, "headers": {"Authorization": "Basic %%%"}}, "AuthValidationError"),
+    ],
+)
+async def test_token_request_errors(
+    client: Client, kwargs: dict[str, Any], error_code: str
+) -> None:
+    response = await client.post("/oauth/token", **kwargs)
+    assert response.status == 400
+    body = await response.json()
+    assert body["statusCode"] == 400
+    assert body["errorCode"] == error_code
+    assert body["message"]
+
+
+# --- products endpoint ------------------------------------------------------------------------
+
+
+async def test_products_success(client: Client) -> None:
+    response = await get_products(client, await get_token(client))
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json;charset=UTF-8"
+    assert await response.json() == default_catalog()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": "Basic c2FuZGJveC1jbGllbnQ6c2FuZGJveC1zZWNyZXQ="},
+    ],
+)
+async def test_products_needs_an_issued_bearer_token(
+    client: Client, headers: dict[str, str]
+) -> None:
+    await get_token(client)
+    response = await client.get("/v1/products", headers=headers)
+    assert response.status == 401
+    assert await response.read() == b""
+
+
+async def test_expired_token_is_rejected(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(create_sandbox_app(token_ttl=1))
+    response = await client.post("/oauth/token", json=GRANT, headers=AUTH)
+    assert (await response.json())["expires_in"] == 1
+    token = (await response.json())["access_token"]
+    assert (await get_products(client, token)).status == 200
+    await asyncio.sleep(1.05)
+    expired = await get_products(client, token)
+    assert expired.status == 401
+    assert await expired.read() == b""
+
+
+async def test_revoke_tokens_invalidates_tokens_issued_so_far(client: Client) -> None:
+    old = await get_token(client)
+    assert state_of(client).revoke_tokens() == 1
+    assert (await get_products(client, old)).status == 401
+    new = await get_token(client)
+    assert (await get_products(client, new)).status == 200
+    assert (await get_products(client, old)).status == 401
+
+
+async def test_catalog_replacement_is_served(client: Client) -> None:
+    token = await get_token(client)
+    state_of(client).catalog = default_catalog()[:3]
+    body = await (await get_products(client, token)).json()
+    assert [product["id"] for product in body] == [1001, 1002, 1003]
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+
+async def test_products_latency(client: Client) -> None:
+    token = await get_token(client)
+    state_of(client).faults.products_latency = 0.2
+    started = time.monotonic()
+    response = await get_products(client, token)
+    assert response.status == 200
+    assert time.monotonic() - started >= 0.2
+
+
+async def test_token_latency(client: Client) -> None:
+    state_of(client).faults.token_latency = 0.2
+    started = time.monotonic()
+    await get_token(client)
+    assert time.monotonic() - started >= 0.2
+
+
+@pytest.mark.parametrize(
+    ("status", "error_code"),
+    [
+        (500, "InternalServerError"),
+        (502, "BadGateway"),
+        (503, "ServiceUnavailable"),
+        (504, "GatewayTimeout"),
+    ],
+)
+async def test_products_status_5xx_has_a_json_body(
+    client: Client, status: int, error_code: str
+) -> None:
+    token = await get_token(client)
+    state_of(client).faults.products_status = status
+    response = await get_products(client, token)
+    assert response.status == status
+    body = await response.json()
+    assert body["statusCode"] == status
+    assert body["errorCode"] == error_code
+    assert body["message"]
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_products_status_4xx_has_an_empty_body(client: Client, status: int) -> None:
+    token = await get_token(client)
+    state_of(client).faults.products_status = status
+    response = await get_products(client, token)
+    assert response.status == status
+    assert await response.read() == b""
+
+
+async def test_rate_limit_with_retry_after(client: Client) -> None:
+    token = await get_token(client)
+    state_of(client).faults.rate_limit_retry_after = 7
+    response = await get_products(client, token)
+    assert response.status == 429
+    assert response.headers["Retry-After"] == "7"
+    assert await response.read() == b""
+
+
+async def test_malformed_body(client: Client) -> None:
+    token = await get_token(client)
+    state_of(client).faults.malformed_body = True
+    response = await get_products(client, token)
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    with pytest.raises(ValueError, match=r"."):
+        json.loads(await response.read())
+
+
+async def test_wrong_shape(client: Client) -> None:
+    token = await get_token(client)
+    state_of(client).faults.wrong_shape = True
+    response = await get_products(client, token)
+    assert response.status == 200
+    body = json.loads(await response.read())
+    assert not isinstance(body, list)
+
+
+async def test_reject_all_tokens(client: Client) -> None:
+    state_of(client).faults.reject_all_tokens = True
+    token = await get_token(client)
+    response = await get_products(client, token)
+    assert response.status == 401
+    assert await response.read() == b""
+
+
+async def test_token_status_400_is_bad_credentials(client: Client) -> None:
+    state_of(client).faults.token_status = 400
+    response = await client.post("/oauth/token", json=GRANT, headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["errorCode"] == "BadCredentials"
+
+
+async def test_token_status_5xx(client: Client) -> None:
+    state_of(client).faults.token_status = 503
+    response = await client.post("/oauth/token", json=GRANT, headers=AUTH)
+    assert response.status == 503
+    body = await response.json()
+    assert body["statusCode"] == 503
+    assert body["errorCode"] == "ServiceUnavailable"
+
+
+async def test_times_limits_products_faults_then_switches_them_off(client: Client) -> None:
+    token = await get_token(client)
+    faults = state_of(client).faults
+    faults.products_status = 500
+    faults.token_latency = 0.01
+    faults.times = 2
+    assert (await get_products(client, token)).status == 500
+    assert faults.times == 1
+    assert (await get_products(client, token)).status == 500
+    assert (await get_products(client, token)).status == 200
+    assert faults.products_status is None
+    assert faults.times is None
+    # Token faults are not limited by `times`.
+    assert faults.token_latency == 0.01
+
+
+@pytest.mark.parametrize(
+    ("setting", "status"),
+    [
+        ({"rate_limit_retry_after": 1}, 429),
+        ({"products_status": 502}, 502),
+        ({"malformed_body": True}, 401),
+        ({"wrong_shape": True}, 401),
+    ],
+)
+async def test_faults_before_and_after_the_token_check(
+    client: Client, setting: dict[str, Any], status: int
+) -> None:
+    state_of(client).faults.load(setting)
+    response = await get_products(client, "not-a-token")
+    assert response.status == status
+
+
+async def test_rate_limit_wins_over_status(client: Client) -> None:
+    state_of(client).faults.load({"rate_limit_retry_after": 3, "products_status": 500})
+    assert (await get_products(client, await get_token(client))).status == 429
+
+
+async def test_hang_times_out_and_the_app_still_closes_quickly(client: Client) -> None:
+    token = await get_token(client)
+    state_of(client).faults.hang = True
+    timeout = aiohttp.ClientTimeout(total=0.5)
+    with pytest.raises(TimeoutError):
+        await client.get(
+            "/v1/products", headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+    started = time.monotonic()
+    await client.close()
+    assert time.monotonic() - started < 1.0
+
+
+async def test_shutdown_releases_a_hanging_request(client: Client) -> None:
+    token = await get_token(client)
+    state_of(client).faults.hang = True
+    pending = asyncio.create_task(get_products(client, token))
+    await asyncio.sleep(0.2)
+    assert not pending.done()
+    started = time.monotonic()
+    await client.server.close()
+    assert time.monotonic() - started < 1.0
+    response = await pending
+    assert response.status == 503
+
+
+# --- counters ---------------------------------------------------------------------------------
+
+
+async def test_counters_count_every_request(client: Client) -> None:
+    state = state_of(client)
+    token = await get_token(client)
+    await client.post("/oauth/token", json=GRANT)
+    await get_products(client, token)
+    await client.get("/v1/products")
+    state.faults.products_status = 500
+    await get_products(client, token)
+    assert state.token_requests == 2
+    assert state.tokens_issued == 1
+    assert state.products_requests == 3
+    assert state.products_authorizations == [f"Bearer {token}", "", f"Bearer {token}"]
+    state.reset_counters()
+    assert state.token_requests == 0
+    assert state.products_requests == 0
+    assert state.products_authorizations == []
+
+
+# --- control API ------------------------------------------------------------------------------
+
+
+async def test_control_stats(client: Client) -> None:
+    token = await get_token(client)
+    await get_products(client, token)
+    response = await client.get("/_sandbox/stats")
+    assert response.status == 200
+    stats = await response.json()
+    assert stats["token_requests"] == 1
+    assert stats["products_requests"] == 1
+    assert stats["products_authorizations"] == [f"Bearer {token}"]
+    assert stats["tokens_valid"] == 1
+    assert stats["catalog_size"] == len(default_catalog())
+    assert stats["faults"] == Faults().as_dict()
+
+
+async def test_control_faults_replace_the_faults(client: Client) -> None:
+    faults = state_of(client).faults
+    response = await client.post("/_sandbox/faults", json={"hang": True, "products_latency": 1})
+    assert response.status == 200
+    assert faults.hang is True
+    assert faults.products_latency == 1.0
+    response = await client.post("/_sandbox/faults", json={"rate_limit_retry_after": 5})
+    assert response.status == 200
+    assert (await response.json())["rate_limit_retry_after"] == 5
+    assert faults.hang is False
+    assert faults.products_latency == 0.0
+    assert faults.rate_limit_retry_after == 5
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"no_such_fault": True},
+        {"hang": "yes"},
+        {"products_latency": -1},
+        {"products_latency": True},
+        {"products_status": 200},
+        {"times": -1},
+        {"token_status": "500"},
+        [],
+    ],
+)
+async def test_control_faults_rejects_bad_settings(client: Client, body: object) -> None:
+    state_of(client).faults.hang = True
+    response = await client.post("/_sandbox/faults", json=body)
+    assert response.status == 400
+    assert (await response.json())["error"]
+    # A rejected setting changes nothing.
+    assert state_of(client).faults.hang is True
+
+
+async def test_control_faults_rejects_a_body_that_is_not_json(client: Client) -> None:
+    response = await client.post("/_sandbox/faults", data=b"{", headers={"Content-Type": "x"})
+    assert response.status == 400
+
+
+async def test_control_revoke(client: Client) -> None:
+    token = await get_token(client)
+    response = await client.post("/_sandbox/revoke")
+    assert response.status == 200
+    assert await response.json() == {"revoked": 1}
+    assert (await get_products(client, token)).status == 401
+
+
+async def test_control_reset(client: Client) -> None:
+    state = state_of(client)
+    token = await get_token(client)
+    state.faults.hang = True
+    state.catalog = []
+    response = await client.post("/_sandbox/reset")
+    assert response.status == 200
+    stats = await response.json()
+    assert stats["token_requests"] == 0
+    assert stats["tokens_valid"] == 0
+    assert state.faults == Faults()
+    assert state.catalog == default_catalog()
+    assert (await get_products(client, token)).status == 401
+
+
+async def test_control_catalog(client: Client) -> None:
+    catalog = [{"id": 7, "product": "Test product", "material": "Test"}]
+    response = await client.put("/_sandbox/catalog", json=catalog)
+    assert response.status == 200
+    assert await (await get_products(client, await get_token(client))).json() == catalog
+    bad: object
+    for bad in ({"products": []}, [1, 2]):
+        assert (await client.put("/_sandbox/catalog", json=bad)).status == 400
+    assert (await client.put("/_sandbox/catalog", data=b"[")).status == 400
+
+
+# --- catalog ----------------------------------------------------------------------------------
+
+
+def test_catalog_size_and_unique_ids() -> None:
+    catalog = default_catalog()
+    assert 20 <= len(catalog) <= 40
+    ids = [product["id"] for product in catalog]
+    assert all(isinstance(product_id, int) for product_id in ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_catalog_is_a_new_deep_copy_every_call() -> None:
+    first = default_catalog()
+    first[0]["one_time_charges"][0]["amount_net"] = 999
+    first.pop()
+    assert default_catalog()[0]["one_time_charges"][0]["amount_net"] == 10
+    assert len(default_catalog()) == len(first) + 1
+
+
+def test_catalog_has_the_openapi_example_product() -> None:
+    product = next(product for product in default_catalog() if product["id"] == 1001)
+    assert product["product"] == "1NCE IoT FlexSIM - Standard"
+    assert product["material"] == "1NCE FlexSIM"
+    assert product["min_contract_duration"] == 120
+    assert product["one_time_charges"] == [
+        {"name": "provisionCharge", "amount_net": 10, "currency": "EUR"}
+    ]
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("Lifetime Flat",),
+        ("FlexSIM",),
+        ("MFF2",),
+        ("Industrial",),
+        ("Business",),
+        ("Top-up", "top up"),
+        ("High Data",),
+        ("Device Locator",),
+        ("Device Inspector",),
+        ("Device Controller",),
+        ("Energy Saver",),
+        ("Device Integrator",),
+        ("Cloud Integrator",),
+        ("Device Authenticator",),
+        ("2FF", "3FF", "4FF"),
+    ],
+)
+def test_catalog_covers_every_family(words: tuple[str, ...]) -> None:
+    names = [f"{product['product']} {product['material']}".lower() for product in default_catalog()]
+    assert any(word.lower() in name for name in names for word in words)
+
+
+def test_lifetime_flat_products_look_like_the_real_offer() -> None:
+    flats = [product for product in default_catalog() if "Lifetime Flat" in product["product"]]
+    assert flats
+    for product in flats:
+        assert product["min_contract_duration"] == 120
+        assert "500 MB + 250 SMS" in product["product"]
+    single = [product for product in flats if product["package_size"] == 1]
+    assert all(10 <= product["one_time_charges"][0]["amount_net"] <= 14 for product in single)
+
+
+def test_high_data_addons_have_recurring_charges() -> None:
+    addons = [product for product in default_catalog() if "High Data" in product["product"]]
+    assert len(addons) >= 3
+    assert all(product["recurring_charges"] for product in addons)
+
+
+def test_catalog_has_the_irregularities_of_real_bodies() -> None:
+    catalog = default_catalog()
+    schema_fields = {
+        "id",
+        "product",
+        "material",
+        "package_size",
+        "minQuantity",
+        "maxQuantity",
+        "maxQuantityPerCustomer",
+        "min_contract_duration",
+        "one_time_charges",
+        "recurring_charges",
+    }
+    assert any(product["recurring_charges"] is None for product in catalog)
+    assert any(isinstance(product["recurring_charges"], dict) for product in catalog)
+    assert any(set(product) - schema_fields for product in catalog)
+    assert any("maxQuantity" not in product for product in catalog)
+    charges = [
+        charge
+        for product in catalog
+        for key in ("one_time_charges", "recurring_charges")
+        for charge in (product[key] if isinstance(product[key], list) else [product[key] or {}])
+    ]
+    assert any(charge.get("currency") == "USD" for charge in charges)
+    amounts = [charge["amount_net"] for charge in charges if charge]
+    assert all(isinstance(amount, int | float) for amount in amounts)
+    assert any(isinstance(amount, float) for amount in amounts)
+
+
+# --- the Faults object ------------------------------------------------------------------------
+
+
+def test_faults_reset_and_load() -> None:
+    faults = Faults(hang=True, products_status=500, times=3)
+    faults.reset()
+    assert faults == Faults()
+    faults.load({"token_status": 502, "token_latency": 0.5})
+    assert faults == Faults(token_status=502, token_latency=0.5)
+    with pytest.raises(ValueError, match="unknown"):
+        faults.load({"nope": 1})
+    assert faults == Faults(token_status=502, token_latency=0.5)
+
+
+def test_faults_times_zero_means_no_fault() -> None:
+    faults = Faults(products_status=500, times=0)
+    assert faults.for_products_request().products_status is None
+    assert faults == Faults()
+
+
+def test_state_is_created_with_the_app_arguments() -> None:
+    secret = secrets.token_urlsafe()
+    app = create_sandbox_app(client_id="a", client_secret=secret, token_ttl=5, catalog=[])
+    state = app[SANDBOX_STATE]
+    assert (state.client_id, state.client_secret, state.token_ttl, state.catalog) == (
+        "a",
+        secret,
+        5,
+        [],
+    )
+    shared = SandboxState()
+    assert create_sandbox_app(state=shared)[SANDBOX_STATE] is shared
+    with pytest.raises(ValueError, match="token_ttl"):
+        create_sandbox_app(token_ttl=0)
+    assert "secret" not in repr(SandboxState())
