@@ -111,6 +111,9 @@ class CatalogCache:
         now = self._clock()
         if local is not None and self._freshness.is_fresh(local, now):
             return self._lookup(local, Outcome.HIT, now)
+        if local is not None and self._flight.running and self._freshness.is_usable(local, now):
+            # A refresh is already on its way; asking the store meanwhile would only add load.
+            return self._lookup(local, Outcome.STALE, now)
         entry = await self._newest_shared(local)
         now = self._clock()
         if entry is not None and self._freshness.is_fresh(entry, now):

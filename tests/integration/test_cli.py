@@ -64,8 +64,13 @@ async def test_sandbox_demo_serves_and_stops_cleanly_on_sigterm() -> None:
         "-m",
         "proxy",
         "--sandbox",
-        env={**clean_env(), "PROXY_PORT": str(port), "PROXY_HOST": "127.0.0.1",
-             "PROXY_ACCESS_LOG": "all", "PROXY_LOG_LEVEL": "debug"},
+        env={
+            **clean_env(),
+            "PROXY_PORT": str(port),
+            "PROXY_HOST": "127.0.0.1",
+            "PROXY_ACCESS_LOG": "all",
+            "PROXY_LOG_LEVEL": "debug",
+        },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=REPO_ROOT,
@@ -95,7 +100,9 @@ async def test_sandbox_demo_serves_and_stops_cleanly_on_sigterm() -> None:
     assert events[-2:] == ["shutting_down", "stopped"]
     assert "token_refreshed" in events
     access = [r for r in records if r["event"] == "request" and r["path"] == "/v1/products"]
-    assert access and access[0]["status"] == 200 and access[0]["request_id"]
+    assert access
+    assert access[0]["status"] == 200
+    assert access[0]["request_id"]
     assert "sandbox-secret" not in stdout.decode() + stderr.decode()
 
 
