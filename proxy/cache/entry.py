@@ -39,7 +39,7 @@ class CatalogEntry:
         header_line, sep, body = data.partition(b"\n")
         try:
             header = json.loads(header_line) if sep else None
-        except ValueError:
+        except (ValueError, RecursionError):
             header = None
         if not isinstance(header, dict) or header.get("v") != _FORMAT:
             raise CorruptEntryError("unknown cache entry format")

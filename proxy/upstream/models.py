@@ -40,11 +40,13 @@ def _opt_str(value: Any) -> Any:
 def _opt_amount(value: Any) -> Any:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float, str)):
+    if isinstance(value, (int, float, str, Decimal)):
         try:
-            return Decimal(str(value))
+            amount = Decimal(str(value))
         except ArithmeticError:
             return None
+        # NaN or Infinity is no price; one such charge must not make the whole body unusable.
+        return amount if amount.is_finite() else None
     return None
 
 

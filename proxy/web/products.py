@@ -14,10 +14,13 @@ CACHE_NAME = "1nce-proxy"
 
 def cache_headers(lookup: Lookup) -> dict[str, str]:
     """``Cache-Status`` (RFC 9211), ``Age``, ``ETag`` and ``Cache-Control`` for a lookup."""
-    ttl = math.floor(lookup.ttl_left)
+    # Whole seconds toward zero (30.2 s past freshness reads ttl=-30), but a stale entry always
+    # reads negative, so ttl=0 never claims freshness it lacks.
+    ttl = int(lookup.ttl_left)
     if lookup.outcome is Outcome.HIT:
         status = f"{CACHE_NAME}; hit; ttl={ttl}"
     elif lookup.outcome is Outcome.STALE:
+        ttl = min(ttl, -1)
         status = f"{CACHE_NAME}; fwd=stale; ttl={ttl}"
     else:
         status = f"{CACHE_NAME}; fwd=miss; stored"

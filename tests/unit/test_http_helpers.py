@@ -1,0 +1,126 @@
+"""``cache_headers`` and ``etag_matches`` of ``GET /v1/products`` (SPEC section 5)."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.cache.entry import CatalogEntry
+from proxy.cache.readthrough import Lookup, Outcome
+from proxy.web.products import cache_headers, etag_matches
+
+ENTRY = CatalogEntry.create(b'[{"id": 1}]', "application/json", 1_700_000_000.0)
+
+
+def lookup(outcome: Outcome, *, age: float, ttl_left: float, collapsed: bool = False) -> Lookup:
+    return Lookup(entry=ENTRY, outcome=outcome, age=age, ttl_left=ttl_left, collapsed=collapsed)
+
+
+def test_hit_headers() -> None:
+    headers = cache_headers(lookup(Outcome.HIT, age=88.0, ttl_left=212.0))
+
+    assert headers == {
+        "Cache-Status": "1nce-proxy; hit; ttl=212",
+        "Age": "88",
+        "ETag": ENTRY.etag,
+        "Cache-Control": "max-age=212",
+    }
+
+
+def test_hit_with_fractions_rounds_down() -> None:
+    headers = cache_headers(lookup(Outcome.HIT, age=87.6, ttl_left=212.4))
+
+    assert headers["Cache-Status"] == "1nce-proxy; hit; ttl=212"
+    assert headers["Age"] == "87"
+    assert headers["Cache-Control"] == "max-age=212"
+
+
+def test_miss_headers() -> None:
+    headers = cache_headers(lookup(Outcome.MISS, age=0.0, ttl_left=300.0))
+
+    assert headers == {
+        "Cache-Status": "1nce-proxy; fwd=miss; stored",
+        "Age": "0",
+        "ETag": ENTRY.etag,
+        "Cache-Control": "max-age=300",
+    }
+
+
+def test_collapsed_miss_headers() -> None:
+    headers = cache_headers(lookup(Outcome.MISS, age=0.0, ttl_left=300.0, collapsed=True))
+    assert headers["Cache-Status"] == "1nce-proxy; fwd=miss; stored; collapsed"
+
+
+def test_stale_headers_never_negative_max_age() -> None:
+    headers = cache_headers(lookup(Outcome.STALE, age=330.0, ttl_left=-30.0))
+
+    assert headers == {
+        "Cache-Status": "1nce-proxy; fwd=stale; ttl=-30",
+        "Age": "330",
+        "ETag": ENTRY.etag,
+        "Cache-Control": "max-age=0",
+    }
+
+
+def test_hit_with_less_than_a_second_left() -> None:
+    headers = cache_headers(lookup(Outcome.HIT, age=299.5, ttl_left=0.5))
+    assert headers["Cache-Status"] == "1nce-proxy; hit; ttl=0"
+    assert headers["Cache-Control"] == "max-age=0"
+    assert headers["Age"] == "299"
+
+
+@pytest.mark.parametrize("outcome", [Outcome.HIT, Outcome.STALE])
+def test_collapsed_only_marks_misses(outcome: Outcome) -> None:
+    headers = cache_headers(lookup(outcome, age=1.0, ttl_left=-1.0, collapsed=True))
+    assert "collapsed" not in headers["Cache-Status"]
+
+
+@pytest.mark.parametrize(
+    ("ttl_left", "max_age"), [(-0.5, "0"), (-1.0, "0"), (-86400.0, "0"), (1.0, "1")]
+)
+def test_max_age_never_negative(ttl_left: float, max_age: str) -> None:
+    outcome = Outcome.HIT if ttl_left > 0 else Outcome.STALE
+    headers = cache_headers(lookup(outcome, age=10.0, ttl_left=ttl_left))
+    assert headers["Cache-Control"] == f"max-age={max_age}"
+
+
+ETAG = '"0123456789abcdef"'
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (ETAG, True),
+        (f"W/{ETAG}", True),
+        (f'"other", {ETAG}', True),
+        (f'"other",{ETAG} , "third"', True),
+        (f'W/"other", W/{ETAG}', True),
+        ("*", True),
+        (" * ", True),
+        (None, False),
+        ("", False),
+        ('"other"', False),
+        ('"other", W/"another"', False),
+        ("0123456789abcdef", False),  # unquoted is not the same tag
+        (ETAG[:-1], False),
+        (f"w/{ETAG}", False),  # the weak prefix is case-sensitive
+    ],
+)
+def test_etag_matches(header: str | None, expected: bool) -> None:  # noqa: FBT001
+    assert etag_matches(header, ETAG) is expected
+
+
+def test_etag_matches_real_entry_tag() -> None:
+    assert etag_matches(ENTRY.etag, ENTRY.etag)
+    other = CatalogEntry.create(b"[]", "application/json", 0.0)
+    assert not etag_matches(other.etag, ENTRY.etag)
+
+
+def test_stale_ttl_counts_whole_seconds_toward_zero() -> None:
+    headers = cache_headers(lookup(Outcome.STALE, age=330.2, ttl_left=-30.2))
+    assert headers["Cache-Status"] == "1nce-proxy; fwd=stale; ttl=-30"
+    assert headers["Age"] == "330"
+
+
+def test_just_stale_reads_negative() -> None:
+    headers = cache_headers(lookup(Outcome.STALE, age=300.1, ttl_left=-0.1))
+    assert headers["Cache-Status"] == "1nce-proxy; fwd=stale; ttl=-1"

@@ -1,0 +1,255 @@
+"""Settings: SPEC section 4 defaults, ``PROXY_*`` parsing, and secret-free error lines."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from proxy.settings import DEFAULT_UPSTREAM_URL, Settings, describe_errors
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's ``PROXY_*`` variables out of every test."""
+    for name in list(os.environ):
+        if name.upper().startswith("PROXY_"):
+            monkeypatch.delenv(name)
+
+
+def errors_for(**env: str) -> list[str]:
+    """Set ``PROXY_<NAME>`` variables, build settings, and return the described errors."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(f"PROXY_{name.upper()}", value)
+        with pytest.raises(ValidationError) as info:
+            Settings(_env_file=None)
+    return describe_errors(info.value.errors())
+
+
+def test_defaults_match_spec_table() -> None:
+    settings = Settings(_env_file=None)
+
+    assert settings.upstream_url == "https://api.1nce.com/management-api"
+    assert settings.upstream_url == DEFAULT_UPSTREAM_URL
+    assert settings.client_id is None
+    assert settings.client_secret is None
+    assert settings.redis_url is None
+    assert settings.cache_ttl == 300
+    assert settings.stale_ttl == 86400
+    assert settings.upstream_timeout == 10
+    assert settings.host == "0.0.0.0"  # noqa: S104 - the documented default
+    assert settings.port == 8080
+    assert settings.log_level == "info"
+    assert settings.log_format == "json"
+    assert settings.access_log == "errors"
+    assert settings.api_keys == ()
+    assert settings.admin_token is None
+
+
+def test_env_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_CACHE_TTL", "12.5")
+    monkeypatch.setenv("PROXY_STALE_TTL", "0")
+    monkeypatch.setenv("PROXY_UPSTREAM_TIMEOUT", "3")
+    monkeypatch.setenv("PROXY_PORT", "9090")
+    monkeypatch.setenv("PROXY_HOST", "127.0.0.1")
+    monkeypatch.setenv("PROXY_CLIENT_ID", "my-id")
+    monkeypatch.setenv("PROXY_CLIENT_SECRET", "my-secret")
+    monkeypatch.setenv("PROXY_ADMIN_TOKEN", "admin-tok")
+
+    settings = Settings(_env_file=None)
+
+    assert settings.cache_ttl == 12.5
+    assert settings.stale_ttl == 0
+    assert settings.upstream_timeout == 3
+    assert settings.port == 9090
+    assert settings.host == "127.0.0.1"
+    assert settings.client_id == "my-id"
+    assert settings.client_secret is not None
+    assert settings.client_secret.get_secret_value() == "my-secret"
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "admin-tok"
+
+
+def test_api_keys_comma_list_drops_blanks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_API_KEYS", " key-one, ,key-two,,  key-three ,")
+
+    settings = Settings(_env_file=None)
+
+    assert [key.get_secret_value() for key in settings.api_keys] == [
+        "key-one",
+        "key-two",
+        "key-three",
+    ]
+    assert all(isinstance(key, SecretStr) for key in settings.api_keys)
+
+
+def test_api_keys_only_blanks_is_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_API_KEYS", " , ,")
+    assert Settings(_env_file=None).api_keys == ()
+
+
+def test_log_settings_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("PROXY_LOG_FORMAT", "Console")
+    monkeypatch.setenv("PROXY_ACCESS_LOG", "ALL")
+
+    settings = Settings(_env_file=None)
+
+    assert settings.log_level == "warning"
+    assert settings.log_format == "console"
+    assert settings.access_log == "all"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost:6379/0",
+        "rediss://user:pw@redis.example:6380/1",
+        "unix:///var/run/redis.sock",
+    ],
+)
+def test_redis_url_schemes_accepted(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("PROXY_REDIS_URL", url)
+    settings = Settings(_env_file=None)
+    assert settings.redis_url is not None
+    assert settings.redis_url.get_secret_value() == url
+
+
+def test_empty_redis_url_means_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_REDIS_URL", "")
+    assert Settings(_env_file=None).redis_url is None
+
+
+def test_http_redis_url_rejected_without_echoing_password() -> None:
+    lines = errors_for(redis_url="http://user:hunter2@redis.example:6379")
+
+    assert len(lines) == 1
+    assert lines[0].startswith("PROXY_REDIS_URL: ")
+    assert "redis://" in lines[0]  # says what is expected
+    assert "hunter2" not in lines[0]
+    assert "redis.example" not in lines[0]
+
+
+def test_invalid_values_give_one_line_per_setting() -> None:
+    lines = errors_for(
+        cache_ttl="soon",
+        port="99999",
+        log_level="loud",
+        upstream_timeout="0",
+    )
+
+    assert len(lines) == 4
+    by_name = {line.split(":", 1)[0]: line for line in lines}
+    assert set(by_name) == {
+        "PROXY_CACHE_TTL",
+        "PROXY_PORT",
+        "PROXY_LOG_LEVEL",
+        "PROXY_UPSTREAM_TIMEOUT",
+    }
+    # Non-secret values are echoed to help the operator.
+    assert "'soon'" in by_name["PROXY_CACHE_TTL"]
+    assert "'99999'" in by_name["PROXY_PORT"]
+    assert "'loud'" in by_name["PROXY_LOG_LEVEL"]
+
+
+def test_secret_values_never_appear_in_errors() -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(
+            _env_file=None,
+            client_secret=["s3cr3t-value"],
+            admin_token={"tok": "adm1n-value"},
+            api_keys=[12345678],
+            redis_url="ftp://user:pa55word@host",
+        )
+    lines = describe_errors(info.value.errors())
+
+    names = sorted(line.split(":", 1)[0] for line in lines)
+    assert names == [
+        "PROXY_ADMIN_TOKEN",
+        "PROXY_API_KEYS",
+        "PROXY_CLIENT_SECRET",
+        "PROXY_REDIS_URL",
+    ]
+    text = "\n".join(lines)
+    for secret in ("s3cr3t-value", "adm1n-value", "12345678", "pa55word", "got "):
+        assert secret not in text
+
+
+def test_missing_credentials_names_both() -> None:
+    missing = Settings(_env_file=None).missing_credentials()
+
+    assert len(missing) == 2
+    assert missing[0].startswith("PROXY_CLIENT_ID:")
+    assert missing[1].startswith("PROXY_CLIENT_SECRET:")
+
+
+def test_missing_credentials_treats_empty_as_missing() -> None:
+    settings = Settings(_env_file=None, client_id="", client_secret=SecretStr(""))
+    assert [line.split(":", 1)[0] for line in settings.missing_credentials()] == [
+        "PROXY_CLIENT_ID",
+        "PROXY_CLIENT_SECRET",
+    ]
+
+
+def test_missing_credentials_empty_when_set() -> None:
+    settings = Settings(_env_file=None, client_id="id", client_secret=SecretStr("secret"))
+    assert settings.missing_credentials() == []
+
+
+def test_missing_secret_only() -> None:
+    settings = Settings(_env_file=None, client_id="id")
+    missing = settings.missing_credentials()
+    assert len(missing) == 1
+    assert missing[0].startswith("PROXY_CLIENT_SECRET:")
+
+
+def test_account_hash_scopes_by_client_and_upstream() -> None:
+    base = Settings(_env_file=None, client_id="a", upstream_url="https://one.example/api")
+    same = Settings(_env_file=None, client_id="a", upstream_url="https://one.example/api")
+    other_client = Settings(_env_file=None, client_id="b", upstream_url="https://one.example/api")
+    other_url = Settings(_env_file=None, client_id="a", upstream_url="https://two.example/api")
+
+    assert base.account_hash == same.account_hash
+    assert len(base.account_hash) == 16
+    assert int(base.account_hash, 16) >= 0  # hex digits
+    assert base.account_hash != other_client.account_hash
+    assert base.account_hash != other_url.account_hash
+    assert other_client.account_hash != other_url.account_hash
+
+
+def test_account_hash_ignores_secret() -> None:
+    first = Settings(_env_file=None, client_id="a", client_secret=SecretStr("x"))
+    second = Settings(_env_file=None, client_id="a", client_secret=SecretStr("y"))
+    assert first.account_hash == second.account_hash
+
+
+def test_upstream_url_trailing_slash_stripped() -> None:
+    settings = Settings(_env_file=None, upstream_url="https://api.example/management-api/")
+    assert settings.upstream_url == "https://api.example/management-api"
+    same = Settings(_env_file=None, upstream_url="https://api.example/management-api")
+    assert settings.account_hash == same.account_hash
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://api.example/management-api?x=1", "query"),
+        ("https://api.example/management-api#top", "fragment"),
+        ("ftp://api.example/", "http"),
+        ("https:///no-host", "host"),
+        ("not a url", "http"),
+    ],
+)
+def test_bad_upstream_url_rejected(url: str, reason: str) -> None:
+    lines = errors_for(upstream_url=url)
+    assert len(lines) == 1
+    assert lines[0].startswith("PROXY_UPSTREAM_URL: ")
+    assert reason in lines[0]
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings(_env_file=None)
+    with pytest.raises(ValidationError):
+        settings.cache_ttl = 1  # type: ignore[misc]
