@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -12,12 +17,15 @@ from proxy.appkeys import CATALOG, HTTP_SESSION, LIFECYCLE, SETTINGS, STORE, Lif
 from proxy.cache.freshness import Freshness
 from proxy.cache.keys import KeySpace
 from proxy.cache.readthrough import CatalogCache
-from proxy.cache.redis_store import RedisStore, connect
+from proxy.cache.redis_store import RedisStore
 from proxy.cache.store import MemoryStore, Store
 from proxy.catalog.service import CatalogService
+from proxy.coordination.client import RedisGuard, connect
+from proxy.coordination.lock import Coordinator, LocalCoordinator, Notifier, RedisCoordinator
 from proxy.settings import Settings
 from proxy.upstream.client import UpstreamClient
-from proxy.upstream.token import TokenProvider
+from proxy.upstream.token import SharedTokens, TokenProvider
+from proxy.upstream.token_store import RedisTokens
 from proxy.web.errors import error_middleware
 from proxy.web.health import healthz, readyz
 from proxy.web.middleware import request_id_middleware
@@ -30,6 +38,17 @@ UPSTREAM_CONNECTIONS = 8
 CONNECT_TIMEOUT_CAP = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class Backplane:
+    """The Redis side shared by the cache and the token: guarded client and notifier."""
+
+    guard: RedisGuard
+    notifier: Notifier
+
+
+BACKPLANE = web.AppKey("backplane", Backplane)
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the service; resources open on startup and close on cleanup, in order."""
     app = web.Application(
@@ -38,11 +57,15 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
-    app.cleanup_ctx.extend([_http_session, _store, _catalog])
+    app.cleanup_ctx.extend([_http_session, _backplane, _store, _catalog])
     app.router.add_get("/v1/products", upstream_products, allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     return app
+
+
+def _keys(settings: Settings) -> KeySpace:
+    return KeySpace(settings.key_prefix, settings.account_hash)
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
@@ -63,14 +86,26 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _store(app: web.Application) -> AsyncIterator[None]:
+async def _backplane(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store: Store
-    if settings.redis_url is None:
-        store = MemoryStore()
-    else:
-        client = connect(settings.redis_url.get_secret_value(), timeout=settings.redis_timeout)
-        store = RedisStore(client, timeout=settings.redis_timeout)
+    connection = connect(settings)
+    if connection is None:
+        yield
+        return
+    guard = RedisGuard(connection.client, timeout=settings.redis_timeout)
+    notifier = Notifier(guard, _keys(settings).events)
+    listener = asyncio.get_running_loop().create_task(notifier.run())
+    app[BACKPLANE] = Backplane(guard, notifier)
+    yield
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listener
+    await connection.close()
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    backplane = app.get(BACKPLANE)
+    store: Store = MemoryStore() if backplane is None else RedisStore(backplane.guard)
     app[STORE] = store
     yield
     await store.close()
@@ -81,12 +116,36 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
     session = app[HTTP_SESSION]
     if settings.client_id is None or settings.client_secret is None:
         raise RuntimeError("the 1NCE client id and secret are required")
+    keys = _keys(settings)
+    backplane = app.get(BACKPLANE)
+    catalog_turns: Coordinator = LocalCoordinator()
+    shared_tokens: SharedTokens | None = None
+    if backplane is not None:
+        # The lock value names the replica, so an operator can see who is fetching.
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+
+        def coordinator(name: str, topic: str) -> RedisCoordinator:
+            return RedisCoordinator(
+                backplane.guard,
+                backplane.notifier,
+                name=name,
+                topic=topic,
+                ttl=settings.lock_timeout,
+                owner=owner,
+            )
+
+        catalog_turns = coordinator(keys.catalog_lock, "catalog")
+        shared_tokens = RedisTokens(
+            backplane.guard, coordinator(keys.token_lock, "token"), key=keys.token
+        )
     tokens = TokenProvider(
         session,
         token_url=f"{settings.upstream_url}/oauth/token",
         client_id=settings.client_id,
         client_secret=settings.client_secret,
         margin=settings.token_refresh_margin,
+        shared=shared_tokens,
+        max_wait=settings.upstream_timeout,
     )
     upstream = UpstreamClient(
         session,
@@ -95,13 +154,16 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.upstream_timeout,
         retries=settings.upstream_retries,
     )
-    keys = KeySpace(settings.key_prefix, settings.account_hash)
     cache = CatalogCache(
         store=app[STORE],
         key=keys.catalog,
         freshness=Freshness(settings.cache_ttl, settings.stale_ttl),
         loader=upstream.fetch_products,
+        coordinator=catalog_turns,
+        max_wait=settings.lock_timeout + settings.upstream_timeout,
     )
+    if backplane is not None:
+        backplane.notifier.on("catalog", cache.shared_changed)
     app[CATALOG] = CatalogService(cache, upstream, tokens)
     yield
     await cache.close()

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_UPSTREAM_URL = "https://api.1nce.com/management-api"
-_SECRET_FIELDS = frozenset({"client_secret", "api_keys", "admin_token"})
+_SECRET_FIELDS = frozenset(
+    {
+        "client_secret",
+        "api_keys",
+        "admin_token",
+        "redis_url",
+        "redis_password",
+        "redis_sentinel_password",
+    }
+)
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
@@ -29,12 +38,18 @@ class Settings(BaseSettings):
     client_id: str | None = None
     client_secret: SecretStr | None = None
     redis_url: SecretStr | None = None
+    redis_sentinels: Annotated[tuple[str, ...], NoDecode] = ()
+    redis_sentinel_master: str = "mymaster"
+    redis_sentinel_password: SecretStr | None = None
+    redis_password: SecretStr | None = None
+    redis_db: int = Field(default=0, ge=0)
     key_prefix: str = Field(default="1nce-proxy", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     cache_ttl: float = Field(default=300, gt=0)
     stale_ttl: float = Field(default=86400, ge=0)
     upstream_timeout: float = Field(default=10, gt=0, le=300)
     upstream_retries: int = Field(default=2, ge=0, le=10)
     redis_timeout: float = Field(default=0.25, gt=0, le=10)
+    lock_timeout: float = Field(default=15, gt=0, le=600)
     token_refresh_margin: float = Field(default=120, ge=0)
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
     port: int = Field(default=8080, ge=0, le=65535)
@@ -65,6 +80,30 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, (tuple, list)):
+            for address in value:
+                host, _, port = str(address).rpartition(":")
+                if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ValueError(f"{address!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Self:
+        if self.redis_sentinels and self.redis_url is not None:
+            raise ValueError(
+                "PROXY_REDIS_URL and PROXY_REDIS_SENTINELS exclude each other; "
+                "with Sentinel, use PROXY_REDIS_PASSWORD and PROXY_REDIS_DB"
+            )
+        if self.lock_timeout <= self.upstream_timeout:
+            # A lock that expires mid-fetch lets a second replica fetch the same catalog.
+            raise ValueError("PROXY_LOCK_TIMEOUT must be longer than PROXY_UPSTREAM_TIMEOUT")
+        return self
+
     @field_validator("log_level", "log_format", "access_log", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
@@ -89,6 +128,11 @@ class Settings(BaseSettings):
         return missing
 
     @property
+    def uses_redis(self) -> bool:
+        """Whether a Redis (by URL or through Sentinel) backs the cache and the token."""
+        return self.redis_url is not None or bool(self.redis_sentinels)
+
+    @property
     def account_hash(self) -> str:
         """Short digest of upstream URL and client id that scopes shared cache and token keys."""
         material = f"{self.upstream_url}\0{self.client_id or ''}".encode()
@@ -99,9 +143,13 @@ def describe_errors(errors: list[ErrorDetails]) -> list[str]:
     """Turn validation errors into one line per bad setting, never echoing a secret."""
     lines = []
     for error in errors:
-        field = str(error["loc"][0]) if error["loc"] else "settings"
+        if not error["loc"]:
+            # A rule across settings: its message names the variables itself.
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
+        field = str(error["loc"][0])
         line = f"PROXY_{field.upper()}: {error['msg']}"
-        if field not in _SECRET_FIELDS and field != "redis_url" and "input" in error:
+        if field not in _SECRET_FIELDS and "input" in error:
             line += f" (got {error['input']!r})"
         lines.append(line)
     return lines

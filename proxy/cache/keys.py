@@ -25,6 +25,21 @@ class KeySpace:
         return f"{self.prefix}:{self.account}:catalog:{_SCHEMA}"
 
     @property
+    def catalog_lock(self) -> str:
+        """The lock a replica holds while it fetches the catalog for the deployment."""
+        return f"{self.catalog}:lock"
+
+    @property
     def token(self) -> str:
         """Where the shared OAuth token lives."""
         return f"{self.prefix}:{self.account}:token:{_SCHEMA}"
+
+    @property
+    def token_lock(self) -> str:
+        """The lock a replica holds while it fetches a token for the deployment."""
+        return f"{self.token}:lock"
+
+    @property
+    def events(self) -> str:
+        """The pub/sub channel on which replicas announce stored catalogs and tokens."""
+        return f"{self.prefix}:{self.account}:events"

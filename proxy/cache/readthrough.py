@@ -1,7 +1,9 @@
-"""The catalog cache: in-process copy in front of a shared store, filled through one loader."""
+"""The catalog cache: in-process copy in front of a shared store, filled once per deployment."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,12 +16,16 @@ from proxy.cache.coalesce import SingleFlight
 from proxy.cache.entry import CatalogEntry, CorruptEntryError
 from proxy.cache.freshness import Freshness
 from proxy.cache.store import Store
+from proxy.coordination.lock import Coordinator, LocalCoordinator
 
 logger = structlog.get_logger(__name__)
 
 # A failed background refresh is retried after this pause, doubling up to the cap.
 REFRESH_RETRY_FIRST = 1.0
 REFRESH_RETRY_MAX = 60.0
+# A replica waiting on another's fetch re-checks at least this often, in case the
+# announcement was lost (pub/sub down): a slow poll as a fallback, never a tight one.
+WAIT_SLICE = 0.5
 
 
 class Payload(Protocol):
@@ -61,8 +67,13 @@ class CatalogCache:
     - fresh in this process: answered with no I/O at all;
     - otherwise the shared store is read (another replica may have refreshed it);
     - stale but within ``stale_ttl``: served at once, one background refresh starts;
-    - nothing usable: concurrent callers share one load; a failed load raises and
+    - nothing usable: concurrent callers share one fill; a failed load raises and
       replaces nothing.
+
+    A fill is coordinated across replicas: the one that gets the turn loads, stores and
+    announces; the others wait for the announcement (re-checking every ``WAIT_SLICE``) and
+    take the stored entry. A replica that waited ``max_wait`` loads by itself rather than
+    keep its callers waiting on a holder that is gone.
     """
 
     def __init__(
@@ -72,6 +83,8 @@ class CatalogCache:
         key: str,
         freshness: Freshness,
         loader: Callable[[], Awaitable[Payload]],
+        coordinator: Coordinator | None = None,
+        max_wait: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Wire the cache to its store, key and loader; ``clock`` is wall time (shared)."""
@@ -79,8 +92,11 @@ class CatalogCache:
         self._key = key
         self._freshness = freshness
         self._loader = loader
+        self._coordinator: Coordinator = coordinator or LocalCoordinator()
+        self._max_wait = max_wait
         self._clock = clock
         self._local: CatalogEntry | None = None
+        self._shared_changed = False
         self._flight: SingleFlight[CatalogEntry] = SingleFlight()
         self._retry_pause = 0.0
         self._retry_at = 0.0
@@ -97,7 +113,7 @@ class CatalogCache:
 
     @property
     def refreshing(self) -> bool:
-        """Whether a load (foreground or background) is in flight."""
+        """Whether a fill (foreground or background) is in flight."""
         return self._flight.running
 
     @property
@@ -105,15 +121,20 @@ class CatalogCache:
         """The shared store behind the in-process copy."""
         return self._store
 
+    def shared_changed(self) -> None:
+        """Note that another replica stored a new entry: the next lookup reads the store."""
+        self._shared_changed = True
+
     async def get(self) -> Lookup:
         """Return a servable entry, loading one only when nothing usable is cached."""
         local = self._local
         now = self._clock()
-        if local is not None and self._freshness.is_fresh(local, now):
+        if local is not None and not self._shared_changed and self._freshness.is_fresh(local, now):
             return self._lookup(local, Outcome.HIT, now)
         if local is not None and self._flight.running and self._freshness.is_usable(local, now):
-            # A refresh is already on its way; asking the store meanwhile would only add load.
+            # A fill is already on its way; asking the store meanwhile would only add load.
             return self._lookup(local, Outcome.STALE, now)
+        self._shared_changed = False
         entry = await self._newest_shared(local)
         now = self._clock()
         if entry is not None and self._freshness.is_fresh(entry, now):
@@ -121,12 +142,17 @@ class CatalogCache:
         if entry is not None and self._freshness.is_usable(entry, now):
             self._refresh_in_background(now)
             return self._lookup(entry, Outcome.STALE, now)
-        return await self.refresh()
+        entry, joined = await self._flight.run(self._fill_fresh)
+        return self._lookup(entry, Outcome.MISS, self._clock(), collapsed=joined)
 
     async def refresh(self) -> Lookup:
-        """Load now, joining a load already in flight."""
-        entry, joined = await self._flight.run(self._load)
+        """Fetch a new catalog now; joins a fill in flight, here or on another replica."""
+        entry, joined = await self._flight.run(self._fill_newer)
         return self._lookup(entry, Outcome.MISS, self._clock(), collapsed=joined)
+
+    async def close(self) -> None:
+        """Stop a fill still running."""
+        await self._flight.close()
 
     def _lookup(
         self, entry: CatalogEntry, outcome: Outcome, now: float, *, collapsed: bool = False
@@ -138,10 +164,6 @@ class CatalogCache:
             ttl_left=self._freshness.ttl_left(entry, now),
             collapsed=collapsed,
         )
-
-    async def close(self) -> None:
-        """Stop a background refresh still running."""
-        await self._flight.close()
 
     async def _newest_shared(self, local: CatalogEntry | None) -> CatalogEntry | None:
         raw = await self._store.get(self._key)
@@ -161,7 +183,38 @@ class CatalogCache:
         if self._flight.running or now < self._retry_at:
             return
         logger.info("catalog_refresh_started", reason="stale")
-        self._flight.start(self._load)
+        self._flight.start(self._fill_fresh)
+
+    async def _fill_fresh(self) -> CatalogEntry:
+        return await self._fill(lambda entry: self._freshness.is_fresh(entry, self._clock()))
+
+    async def _fill_newer(self) -> CatalogEntry:
+        # Entries are stamped when their fetch completes, so one that completed after this
+        # refresh was asked for (here or on another replica) answers it.
+        asked_at = self._clock()
+        return await self._fill(lambda entry: entry.fetched_at >= asked_at)
+
+    async def _fill(self, good: Callable[[CatalogEntry], bool]) -> CatalogEntry:
+        """Get an entry that is ``good``: from the store, by loading it, or from another replica."""
+        give_up_at = time.monotonic() + self._max_wait
+        while True:
+            announced = self._coordinator.waiter()
+            entry = await self._newest_shared(self._local)
+            if entry is not None and good(entry):
+                return entry
+            async with self._coordinator.turn() as mine:
+                if mine:
+                    # The holder before us may have stored one just now.
+                    entry = await self._newest_shared(self._local)
+                    if entry is not None and good(entry):
+                        return entry
+                    return await self._load()
+            if time.monotonic() >= give_up_at:
+                logger.warning("catalog_fill_wait_exceeded", waited=self._max_wait)
+                return await self._load()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WAIT_SLICE):
+                    await announced.wait()
 
     async def _load(self) -> CatalogEntry:
         try:
@@ -179,5 +232,6 @@ class CatalogCache:
         entry = CatalogEntry.create(payload.body, payload.content_type, self._clock())
         self._local = entry
         await self._store.set(self._key, entry.to_bytes(), self._freshness.retention)
+        await self._coordinator.announce()
         logger.info("catalog_stored", etag=entry.etag, size=len(entry.body))
         return entry

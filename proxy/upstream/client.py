@@ -116,7 +116,7 @@ class UpstreamClient:
         status, headers, body = await self._get_products(token)
         if status == 401:
             # Tokens can be revoked before they expire: refresh once, then retry once.
-            self._tokens.invalidate(token)
+            await self._tokens.invalidate(token)
             token = await self._tokens.get()
             status, headers, body = await self._get_products(token)
             if status == 401:

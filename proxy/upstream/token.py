@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 import structlog
@@ -19,21 +21,55 @@ logger = structlog.get_logger(__name__)
 
 # After bad credentials, callers fail fast for this long instead of asking 1NCE again.
 CREDENTIAL_FAILURE_BACKOFF = 30.0
+# A replica waiting for another's token re-checks the shared store at least this often.
+WAIT_SLICE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
-class AccessToken:
-    """A bearer token and the monotonic time after which it must not be used."""
+class SharedToken:
+    """A token as replicas share it: its value and when it expires (wall-clock seconds)."""
 
     value: SecretStr
-    refresh_at: float
+    expires_at: float
+
+
+class SharedTokens(Protocol):
+    """Where replicas keep the deployment's one token, and how they take turns renewing it."""
+
+    async def load(self) -> SharedToken | None:
+        """Return the stored token, if any."""
+        ...
+
+    async def save(self, token: SharedToken) -> None:
+        """Store ``token`` until it expires and tell the other replicas."""
+        ...
+
+    async def discard(self, token: SharedToken) -> None:
+        """Delete the stored token, but only if it is still ``token``."""
+        ...
+
+    def turn(self) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Enter to learn whether this replica may fetch a token now."""
+        ...
+
+    def waiter(self) -> asyncio.Event:
+        """Return the event set when another replica stores a token."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    token: SharedToken
+    refresh_at: float  # monotonic
 
 
 class TokenProvider:
     """Hands out a valid bearer token, fetching a new one only when needed.
 
     Concurrent callers share one fetch; a token is reused until ``margin`` seconds before it
-    expires; after the upstream refuses the credentials, callers fail fast for a while.
+    expires (never for more than half its life); after the upstream refuses the credentials,
+    callers fail fast for a while. With ``shared`` tokens, replicas use one token: it is read
+    from the shared store, and renewed by one replica at a time.
     """
 
     def __init__(
@@ -44,7 +80,10 @@ class TokenProvider:
         client_id: str,
         client_secret: SecretStr,
         margin: float,
+        shared: SharedTokens | None = None,
+        max_wait: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """Prepare a provider; no request is made until a token is needed."""
         self._session = session
@@ -52,8 +91,11 @@ class TokenProvider:
         credentials = f"{client_id}:{client_secret.get_secret_value()}".encode()
         self._authorization = SecretStr(f"Basic {base64.b64encode(credentials).decode()}")
         self._margin = margin
+        self._shared = shared
+        self._max_wait = max_wait
         self._clock = clock
-        self._token: AccessToken | None = None
+        self._wall_clock = wall_clock
+        self._held: _Held | None = None
         self._lock = asyncio.Lock()
         self._failure: UpstreamAuthError | None = None
         self._failure_until = 0.0
@@ -64,8 +106,7 @@ class TokenProvider:
         """``valid``, ``none`` or ``failing``, for readiness reports."""
         if self._failure is not None and self._clock() < self._failure_until:
             return "failing"
-        token = self._token
-        return "valid" if token is not None and self._clock() < token.refresh_at else "none"
+        return "valid" if self._usable() is not None else "none"
 
     async def get(self) -> SecretStr:
         """Return a token that is valid now, fetching one if needed."""
@@ -73,32 +114,65 @@ class TokenProvider:
         if token is not None:
             return token
         async with self._lock:
-            # Whoever held the lock before us may have fetched one already.
+            # Whoever held the lock before us may have got one already.
             token = self._usable()
             if token is not None:
                 return token
             self._raise_recent_failure()
-            fresh = await self._fetch()
-            self._token = fresh
-            return fresh.value
+            held = await self._obtain()
+            self._held = held
+            return held.token.value
 
-    def invalidate(self, failed: SecretStr) -> None:
-        """Forget the current token, but only if it is the one that was refused."""
-        token = self._token
-        if token is not None and token.value.get_secret_value() == failed.get_secret_value():
-            self._token = None
+    async def invalidate(self, failed: SecretStr) -> None:
+        """Forget the token, here and in the shared store, but only if it is the one refused."""
+        held = self._held
+        if held is None or held.token.value.get_secret_value() != failed.get_secret_value():
+            return
+        self._held = None
+        if self._shared is not None:
+            await self._shared.discard(held.token)
 
     def _usable(self) -> SecretStr | None:
-        token = self._token
-        if token is not None and self._clock() < token.refresh_at:
-            return token.value
+        held = self._held
+        if held is not None and self._clock() < held.refresh_at:
+            return held.token.value
         return None
 
     def _raise_recent_failure(self) -> None:
         if self._failure is not None and self._clock() < self._failure_until:
             raise self._failure
 
-    async def _fetch(self) -> AccessToken:
+    def _hold(self, token: SharedToken) -> _Held | None:
+        """Plan when to renew ``token``; None when it is already due."""
+        left = token.expires_at - self._wall_clock()
+        lifetime = left - min(self._margin, left / 2)
+        return _Held(token, self._clock() + lifetime) if lifetime > 0 else None
+
+    async def _obtain(self) -> _Held:
+        shared = self._shared
+        if shared is None:
+            return await self._fetch()
+        give_up_at = self._clock() + self._max_wait
+        while True:
+            announced = shared.waiter()
+            stored = await shared.load()
+            if stored is not None and (held := self._hold(stored)) is not None:
+                return held
+            async with shared.turn() as mine:
+                if mine:
+                    stored = await shared.load()
+                    if stored is not None and (held := self._hold(stored)) is not None:
+                        return held
+                    held = await self._fetch()
+                    await shared.save(held.token)
+                    return held
+            if self._clock() >= give_up_at:
+                return await self._fetch()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WAIT_SLICE):
+                    await announced.wait()
+
+    async def _fetch(self) -> _Held:
         self.refreshes += 1
         try:
             async with self._session.post(
@@ -128,7 +202,7 @@ class TokenProvider:
         logger.error("token_refused", status=status, error_code=code)
         raise failure
 
-    def _parse(self, payload: object) -> AccessToken:
+    def _parse(self, payload: object) -> _Held:
         if not isinstance(payload, dict):
             raise UpstreamBadResponse("token endpoint sent an unexpected body")
         value = payload.get("access_token")
@@ -137,11 +211,12 @@ class TokenProvider:
             raise UpstreamBadResponse("token endpoint sent no access_token")
         if not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool):
             expires_in = 3600
-        # Never plan to use a token for less than half its life, whatever the margin says.
-        lifetime = max(float(expires_in) - min(self._margin, expires_in / 2), 0.0)
         self._failure = None
         logger.info("token_refreshed", expires_in=expires_in)
-        return AccessToken(SecretStr(value), self._clock() + lifetime)
+        token = SharedToken(SecretStr(value), self._wall_clock() + float(expires_in))
+        held = self._hold(token)
+        # A token that is due at once (expires_in of 0) is still good for the call at hand.
+        return held if held is not None else _Held(token, self._clock())
 
 
 def _json_or_none(body: bytes) -> object:

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from proxy.cache.redis_store import BREAKER_FIRST_PAUSE, RedisStore, connect
+from proxy.cache.redis_store import RedisStore
+from proxy.coordination.client import BREAKER_FIRST_PAUSE, RedisGuard, connect
 from proxy.cache.store import MemoryStore
-from tests.support import RedisServer
+from tests.support import RedisServer, make_settings
 
 TIMEOUT = 0.2
 
@@ -89,9 +90,12 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def redis_store(redis_server: RedisServer, clock: FakeClock) -> AsyncIterator[RedisStore]:
-    store = RedisStore(connect(redis_server.url, timeout=TIMEOUT), timeout=TIMEOUT, clock=clock)
-    yield store
-    await store.close()
+    connection = connect(
+        make_settings("http://127.0.0.1:9", redis_url=redis_server.url, redis_timeout=TIMEOUT)
+    )
+    assert connection is not None
+    yield RedisStore(RedisGuard(connection.client, timeout=TIMEOUT, clock=clock))
+    await connection.close()
 
 
 async def test_redis_set_then_get(redis_store: RedisStore, redis_server: RedisServer) -> None:

@@ -1,0 +1,1 @@
+"""Cross-replica coordination over Redis: a guarded client, deployment locks, wake-ups."""
