@@ -98,6 +98,7 @@ class CatalogCache:
         self._local: CatalogEntry | None = None
         self._shared_changed = False
         self._flight: SingleFlight[CatalogEntry] = SingleFlight()
+        self._reads: SingleFlight[bytes | None] = SingleFlight()
         self._retry_pause = 0.0
         self._retry_at = 0.0
 
@@ -135,7 +136,7 @@ class CatalogCache:
             # A fill is already on its way; asking the store meanwhile would only add load.
             return self._lookup(local, Outcome.STALE, now)
         self._shared_changed = False
-        entry = await self._newest_shared(local)
+        entry = await self._newest_shared()
         now = self._clock()
         if entry is not None and self._freshness.is_fresh(entry, now):
             return self._lookup(entry, Outcome.HIT, now)
@@ -151,8 +152,9 @@ class CatalogCache:
         return self._lookup(entry, Outcome.MISS, self._clock(), collapsed=joined)
 
     async def close(self) -> None:
-        """Stop a fill still running."""
+        """Stop a fill or store read still running."""
         await self._flight.close()
+        await self._reads.close()
 
     def _lookup(
         self, entry: CatalogEntry, outcome: Outcome, now: float, *, collapsed: bool = False
@@ -165,8 +167,11 @@ class CatalogCache:
             collapsed=collapsed,
         )
 
-    async def _newest_shared(self, local: CatalogEntry | None) -> CatalogEntry | None:
-        raw = await self._store.get(self._key)
+    async def _newest_shared(self) -> CatalogEntry | None:
+        """Adopt the stored entry if it is newer than ours; return the newest of the two."""
+        # Concurrent lookups share one store read: a cold burst costs one round trip.
+        raw, _ = await self._reads.run(self._read_store)
+        local = self._local
         if raw is None:
             return local
         try:
@@ -178,6 +183,9 @@ class CatalogCache:
             self._local = shared
             return shared
         return local
+
+    async def _read_store(self) -> bytes | None:
+        return await self._store.get(self._key)
 
     def _refresh_in_background(self, now: float) -> None:
         if self._flight.running or now < self._retry_at:
@@ -199,13 +207,13 @@ class CatalogCache:
         give_up_at = time.monotonic() + self._max_wait
         while True:
             announced = self._coordinator.waiter()
-            entry = await self._newest_shared(self._local)
+            entry = await self._newest_shared()
             if entry is not None and good(entry):
                 return entry
             async with self._coordinator.turn() as mine:
                 if mine:
                     # The holder before us may have stored one just now.
-                    entry = await self._newest_shared(self._local)
+                    entry = await self._newest_shared()
                     if entry is not None and good(entry):
                         return entry
                     return await self._load()

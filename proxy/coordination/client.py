@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
@@ -25,6 +25,8 @@ T = TypeVar("T")
 BREAKER_FIRST_PAUSE = 0.5
 BREAKER_MAX_PAUSE = 15.0
 HEALTH_CHECK_INTERVAL = 30
+# Connections one process keeps to Redis: reads are coalesced, so few are ever busy.
+MAX_CONNECTIONS = 32
 
 
 @dataclass
@@ -68,18 +70,22 @@ def connect(settings: Settings) -> RedisConnection | None:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=HEALTH_CHECK_INTERVAL,
+            max_connections=MAX_CONNECTIONS,
         )
         return RedisConnection(client, list(sentinel.sentinels))
     if settings.redis_url is None:
         return None
-    client = Redis.from_url(
+    # A burst waits (up to the call timeout) for a pooled connection instead of failing.
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url.get_secret_value(),
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=HEALTH_CHECK_INTERVAL,
     )
-    return RedisConnection(client)
+    return RedisConnection(Redis.from_pool(pool))
 
 
 def _host_port(address: str) -> tuple[str, int]:

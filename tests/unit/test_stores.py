@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from proxy.cache.redis_store import RedisStore
-from proxy.coordination.client import BREAKER_FIRST_PAUSE, RedisGuard, connect
 from proxy.cache.store import MemoryStore
+from proxy.coordination.client import BREAKER_FIRST_PAUSE, RedisGuard, connect
 from tests.support import RedisServer, make_settings
 
 TIMEOUT = 0.2

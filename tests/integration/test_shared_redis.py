@@ -1,0 +1,134 @@
+"""Replicas in one process sharing a Redis: one fetch, one token, one refresh per deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from proxy.appkeys import CATALOG
+from tests.conftest import MakeProxy, Sandbox
+from tests.support import RedisServer, burst, eventually
+
+Client = TestClient[web.Request, web.Application]
+
+
+async def _replicas(make_proxy: MakeProxy, count: int, **settings: object) -> list[Client]:
+    return [await make_proxy(**settings) for _ in range(count)]
+
+
+async def test_cold_stampede_over_three_replicas_fetches_once(
+    sandbox: Sandbox, make_proxy: MakeProxy, redis_server: RedisServer
+) -> None:
+    sandbox.state.faults.products_latency = 1.0
+    replicas = await _replicas(make_proxy, 3, redis_url=redis_server.url)
+    bursts = [burst(str(r.make_url("/v1/products")), 100) for r in replicas]
+
+    replies = [reply for group in await asyncio.gather(*bursts) for reply in group]
+
+    assert [reply.status for reply in replies] == [200] * 300
+    assert len({reply.body for reply in replies}) == 1
+    assert sandbox.state.products_requests == 1
+    assert sandbox.state.token_requests == 1
+
+
+async def test_replicas_share_one_token(
+    sandbox: Sandbox, make_proxy: MakeProxy, redis_server: RedisServer
+) -> None:
+    first, second = await _replicas(make_proxy, 2, redis_url=redis_server.url)
+    await first.app[CATALOG].refresh()
+    await second.app[CATALOG].refresh()
+    assert sandbox.state.products_requests == 2
+    assert sandbox.state.token_requests == 1
+    assert len(set(sandbox.state.products_authorizations)) == 1
+
+
+async def test_a_refused_token_is_replaced_once_for_all_replicas(
+    sandbox: Sandbox, make_proxy: MakeProxy, redis_server: RedisServer
+) -> None:
+    first, second = await _replicas(make_proxy, 2, redis_url=redis_server.url)
+    await first.app[CATALOG].refresh()
+    await second.app[CATALOG].refresh()
+    sandbox.state.revoke_tokens()
+
+    await first.app[CATALOG].refresh()  # 401, discards the shared token, fetches a new one
+    await second.app[CATALOG].refresh()  # 401 on its copy; the shared one is already new
+
+    assert sandbox.state.token_requests == 2
+    authorizations = sandbox.state.products_authorizations
+    assert len(authorizations) == 6  # 2 fetches, then 2 x (401 + retry)
+    assert authorizations[3] == authorizations[5], "both replicas use the replacement"
+
+
+async def test_stale_refresh_runs_once_per_deployment(
+    sandbox: Sandbox, make_proxy: MakeProxy, redis_server: RedisServer
+) -> None:
+    replicas = await _replicas(make_proxy, 3, redis_url=redis_server.url, cache_ttl=0.5)
+    await replicas[0].get("/v1/products")
+    for replica in replicas[1:]:
+        await replica.get("/v1/products")
+    assert sandbox.state.products_requests == 1
+    await asyncio.sleep(0.6)
+    sandbox.state.catalog = sandbox.state.catalog[:5]
+    sandbox.state.faults.products_latency = 0.3
+
+    bursts = [burst(str(r.make_url("/v1/products")), 50) for r in replicas]
+    stale = [reply for group in await asyncio.gather(*bursts) for reply in group]
+
+    assert {reply.status for reply in stale} == {200}
+    caches = [replica.app[CATALOG].cache for replica in replicas]
+    await eventually(lambda: not any(cache.refreshing for cache in caches))
+    assert sandbox.state.products_requests == 2
+    for replica in replicas:
+        body = await (await replica.get("/v1/products")).read()
+        assert json.loads(body) == sandbox.state.catalog
+
+
+async def test_a_refresh_on_one_replica_reaches_the_others_before_their_ttl(
+    sandbox: Sandbox, make_proxy: MakeProxy, redis_server: RedisServer
+) -> None:
+    first, second = await _replicas(make_proxy, 2, redis_url=redis_server.url, cache_ttl=300)
+    await first.get("/v1/products")
+    await second.get("/v1/products")
+    sandbox.state.catalog = sandbox.state.catalog[:2]
+
+    await first.app[CATALOG].refresh()
+
+    async def second_has_new() -> bool:
+        body = await (await second.get("/v1/products")).read()
+        return bool(json.loads(body) == sandbox.state.catalog)
+
+    deadline = time.monotonic() + 3
+    while not await second_has_new():
+        assert time.monotonic() < deadline, "the announcement did not reach the other replica"
+        await asyncio.sleep(0.05)
+    assert sandbox.state.products_requests == 2
+
+
+async def test_a_dead_holders_lock_delays_the_fill_only_until_it_expires(
+    sandbox: Sandbox, make_proxy: MakeProxy, redis_server: RedisServer
+) -> None:
+    warm = await make_proxy(redis_url=redis_server.url)
+    await warm.get("/v1/products")
+    catalog_key = next(key for key in _keys(redis_server) if key.endswith(":catalog:v1"))
+    redis_server.command("DEL", catalog_key)
+    # A replica that took the lock and died: nobody releases it, it expires in 1 s.
+    redis_server.command("SET", f"{catalog_key}:lock", "gone-replica:1:x", "PX", "1000")
+    cold = await make_proxy(redis_url=redis_server.url)
+
+    started = time.monotonic()
+    response = await cold.get("/v1/products")
+    elapsed = time.monotonic() - started
+
+    assert response.status == 200
+    assert json.loads(await response.read()) == sandbox.state.catalog
+    assert 0.8 <= elapsed < 2.0, elapsed
+    assert sandbox.state.products_requests == 2
+
+
+def _keys(redis_server: RedisServer) -> list[str]:
+    reply = redis_server.command("KEYS", "*").decode()
+    return [line for line in reply.split("\r\n") if ":" in line]
