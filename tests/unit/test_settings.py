@@ -253,3 +253,40 @@ def test_settings_are_frozen() -> None:
     settings = Settings(_env_file=None)
     with pytest.raises(ValidationError):
         settings.cache_ttl = 1  # type: ignore[misc]
+
+
+def test_sentinel_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_REDIS_SENTINELS", "10.0.0.1:26379, sentinel-b:26380,")
+    monkeypatch.setenv("PROXY_REDIS_SENTINEL_MASTER", "cache")
+    settings = Settings(_env_file=None)
+    assert settings.redis_sentinels == ("10.0.0.1:26379", "sentinel-b:26380")
+    assert settings.redis_sentinel_master == "cache"
+    assert settings.uses_redis is True
+
+
+def test_sentinel_address_without_port_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_REDIS_SENTINELS", "sentinel-a")
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    assert describe_errors(caught.value.errors())[0].startswith("PROXY_REDIS_SENTINELS:")
+
+
+def test_redis_url_and_sentinels_exclude_each_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_REDIS_SENTINELS", "a:26379")
+    monkeypatch.setenv("PROXY_REDIS_URL", "redis://:pw@redis:6379")
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    lines = describe_errors(caught.value.errors())
+    assert len(lines) == 1
+    assert "PROXY_REDIS_URL and PROXY_REDIS_SENTINELS" in lines[0]
+    assert "pw" not in lines[0]
+
+
+def test_lock_timeout_must_exceed_upstream_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_LOCK_TIMEOUT", "5")
+    monkeypatch.setenv("PROXY_UPSTREAM_TIMEOUT", "5")
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    assert describe_errors(caught.value.errors()) == [
+        "PROXY_LOCK_TIMEOUT must be longer than PROXY_UPSTREAM_TIMEOUT"
+    ]
