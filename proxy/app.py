@@ -36,6 +36,7 @@ MAX_FIELD_SIZE = 16 * 1024
 # Bounds the upstream connections one replica opens; a fetch needs one or two.
 UPSTREAM_CONNECTIONS = 8
 CONNECT_TIMEOUT_CAP = 5.0
+FILL_WAIT_SLACK = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +161,9 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         freshness=Freshness(settings.cache_ttl, settings.stale_ttl),
         loader=upstream.fetch_products,
         coordinator=catalog_turns,
-        max_wait=settings.lock_timeout + settings.upstream_timeout,
+        # A holder that died leaves its lock until it expires; the next holder then needs up
+        # to the upstream timeout. Only past both (and a slack) does a waiter fetch alone.
+        max_wait=settings.lock_timeout + settings.upstream_timeout + FILL_WAIT_SLACK,
     )
     if backplane is not None:
         backplane.notifier.on("catalog", cache.shared_changed)

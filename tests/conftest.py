@@ -14,6 +14,7 @@ from pytest_aiohttp import AiohttpClient
 from proxy.app import create_app
 from proxy.observability.logging import configure_logging
 from proxy.sandbox import SandboxState, create_sandbox_app
+from tests.processes import SandboxProcess
 from tests.support import RedisServer, free_port, make_settings
 
 MakeProxy = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
@@ -76,6 +77,13 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     await emulator.start()
     yield emulator
     await emulator.stop()
+
+
+@pytest.fixture
+def sandbox_process() -> Iterator[SandboxProcess]:
+    """The emulator as its own process (``python -m proxy.sandbox``), driven over HTTP."""
+    with SandboxProcess() as emulator:
+        yield emulator
 
 
 @pytest.fixture

@@ -47,9 +47,10 @@ def redis_server_binary() -> str:
 class RedisServer:
     """A private ``redis-server`` process that tests can stop, kill and restart on its port."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra_args: str) -> None:
         self.port = free_port()
         self._dir = tempfile.mkdtemp(prefix="proxy-test-redis-")
+        self._extra = list(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,6 +73,7 @@ class RedisServer:
                 self._dir,
                 "--notify-keyspace-events",
                 "",
+                *self._extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -81,7 +83,8 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+                    # A password-protected server answers NOAUTH: it is up all the same.
+                    if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 time.sleep(0.02)

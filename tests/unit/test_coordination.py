@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from proxy.cache.redis_store import RedisStore
 from proxy.coordination.client import RedisConnection, RedisGuard, connect
 from proxy.coordination.lock import LocalCoordinator, Notifier, RedisCoordinator
 from proxy.upstream.token import SharedToken
@@ -170,3 +174,28 @@ async def test_an_expired_token_is_not_stored(guard: RedisGuard, notifier: Notif
     tokens = RedisTokens(guard, _coordinator(guard, notifier, "a:1"), key="test:token")
     await tokens.save(SharedToken(SecretStr("late"), time.time() - 1))
     assert await tokens.load() is None
+
+
+@pytest.mark.parametrize("scheme", ["redis", "unix"])
+async def test_password_protected_redis_over_tcp_and_unix_socket(scheme: str) -> None:
+    socket_path = f"{tempfile.mkdtemp(prefix='proxy-test-sock-')}/redis.sock"
+    server = RedisServer("--requirepass", "s3cret-pw", "--unixsocket", socket_path)
+    server.start()
+    try:
+        url = (
+            f"redis://:s3cret-pw@127.0.0.1:{server.port}/0"
+            if scheme == "redis"
+            else f"unix://:s3cret-pw@{socket_path}?db=0"
+        )
+        conn = connect(make_settings("http://127.0.0.1:9", redis_url=url, redis_timeout=TIMEOUT))
+        assert conn is not None
+        try:
+            store = RedisStore(RedisGuard(conn.client, timeout=TIMEOUT))
+            await store.set("k", b"v", ttl=10)
+            assert await store.get("k") == b"v"
+            assert store.state == "ok"
+        finally:
+            await conn.close()
+    finally:
+        server.cleanup()
+        shutil.rmtree(Path(socket_path).parent, ignore_errors=True)
