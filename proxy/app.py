@@ -22,13 +22,18 @@ from proxy.cache.store import MemoryStore, Store
 from proxy.catalog.service import CatalogService
 from proxy.coordination.client import RedisGuard, connect
 from proxy.coordination.lock import Coordinator, LocalCoordinator, Notifier, RedisCoordinator
+from proxy.coordination.rate import LocalRateGate, RateGate, RedisRateGate
 from proxy.settings import Settings
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.token import SharedTokens, TokenProvider
 from proxy.upstream.token_store import RedisTokens
+from proxy.web import admin
+from proxy.web.api import get_product, list_categories, list_products
+from proxy.web.auth import api_key_middleware
 from proxy.web.errors import error_middleware
 from proxy.web.health import healthz, readyz
 from proxy.web.middleware import request_id_middleware
+from proxy.web.openapi import OPENAPI, load_document, openapi_document
 from proxy.web.products import upstream_products
 
 # Header fields up to 16 KB are accepted (SPEC 5); aiohttp's default is 8 KB.
@@ -53,15 +58,29 @@ BACKPLANE = web.AppKey("backplane", Backplane)
 def create_app(settings: Settings) -> web.Application:
     """Build the service; resources open on startup and close on cleanup, in order."""
     app = web.Application(
-        middlewares=[request_id_middleware(settings.access_log), error_middleware],
+        middlewares=[
+            request_id_middleware(settings.access_log),
+            error_middleware,
+            api_key_middleware(settings.api_keys),
+        ],
         handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE},
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
+    app[OPENAPI] = load_document()
     app.cleanup_ctx.extend([_http_session, _backplane, _store, _catalog])
-    app.router.add_get("/v1/products", upstream_products, allow_head=False)
-    app.router.add_get("/healthz", healthz, allow_head=False)
-    app.router.add_get("/readyz", readyz, allow_head=False)
+    routes = (
+        ("GET", "/v1/products", upstream_products),
+        ("GET", "/api/v1/products", list_products),
+        ("GET", "/api/v1/products/{id}", get_product),
+        ("GET", "/api/v1/categories", list_categories),
+        ("GET", "/healthz", healthz),
+        ("GET", "/readyz", readyz),
+        ("GET", "/openapi.json", openapi_document),
+        ("POST", "/admin/refresh", admin.refresh),
+    )
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
     return app
 
 
@@ -165,8 +184,12 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         # to the upstream timeout. Only past both (and a slack) does a waiter fetch alone.
         max_wait=settings.lock_timeout + settings.upstream_timeout + FILL_WAIT_SLACK,
     )
+    admin_gate: RateGate = LocalRateGate(settings.admin_refresh_interval)
     if backplane is not None:
         backplane.notifier.on("catalog", cache.shared_changed)
-    app[CATALOG] = CatalogService(cache, upstream, tokens)
+        admin_gate = RedisRateGate(
+            backplane.guard, keys.admin_refresh, settings.admin_refresh_interval
+        )
+    app[CATALOG] = CatalogService(cache, upstream, tokens, admin_gate=admin_gate)
     yield
     await cache.close()

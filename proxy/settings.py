@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     access_log: Literal["all", "errors", "off"] = "errors"
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     admin_token: SecretStr | None = None
+    admin_refresh_interval: float = Field(default=5, ge=0, le=3600)
     shutdown_grace: float = Field(default=20, gt=0, le=300)
 
     @field_validator("upstream_url")

@@ -40,6 +40,11 @@ class KeySpace:
         return f"{self.token}:lock"
 
     @property
+    def admin_refresh(self) -> str:
+        """Marks a recent admin refresh, so the deployment allows one per interval."""
+        return f"{self.catalog}:admin-refresh"
+
+    @property
     def events(self) -> str:
         """The pub/sub channel on which replicas announce stored catalogs and tokens."""
         return f"{self.prefix}:{self.account}:events"

@@ -5,9 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from proxy.cache.readthrough import CatalogCache, Lookup
+from proxy.catalog.view import CatalogView
+from proxy.coordination.rate import RateGate
 from proxy.upstream.client import UpstreamClient
+from proxy.upstream.errors import UpstreamBadResponse
+from proxy.upstream.models import InvalidCatalogError, parse_catalog
 from proxy.upstream.token import TokenProvider
+
+logger = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,16 +26,46 @@ class CatalogStatus:
     report: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A lookup and the simplified view of the catalog version it found."""
+
+    lookup: Lookup
+    view: CatalogView
+
+
+class RefreshTooSoonError(Exception):
+    """An admin refresh came within the minimum interval of the previous one."""
+
+    def __init__(self, retry_after: float) -> None:
+        """Say how long until a refresh is allowed again."""
+        super().__init__(
+            f"a refresh ran less than the minimum interval ago; retry in {retry_after:.1f}s"
+        )
+        self.retry_after = retry_after
+
+
 class CatalogService:
-    """Gives handlers the cached catalog and reports on the parts behind it."""
+    """Gives handlers the cached catalog, its simplified view, and reports on the parts behind it.
+
+    The view is built once per catalog version (keyed by the entry's ETag), not per request.
+    """
 
     def __init__(
-        self, cache: CatalogCache, upstream: UpstreamClient, tokens: TokenProvider
+        self,
+        cache: CatalogCache,
+        upstream: UpstreamClient,
+        tokens: TokenProvider,
+        *,
+        admin_gate: RateGate,
     ) -> None:
         """Serve from ``cache``; ``upstream`` and ``tokens`` are only asked for their state."""
         self._cache = cache
         self._upstream = upstream
         self._tokens = tokens
+        self._admin_gate = admin_gate
+        self._view: tuple[str, CatalogView] | None = None
+        self.views_built = 0
 
     @property
     def cache(self) -> CatalogCache:
@@ -38,9 +76,36 @@ class CatalogService:
         """Return the catalog as the upstream sent it, from cache when possible."""
         return await self._cache.get()
 
+    async def snapshot(self) -> Snapshot:
+        """Return the cached catalog with its simplified view."""
+        lookup = await self._cache.get()
+        return Snapshot(lookup, self._view_of(lookup))
+
     async def refresh(self) -> Lookup:
         """Fetch the catalog now (coalesced with any fetch in flight)."""
         return await self._cache.refresh()
+
+    async def admin_refresh(self) -> Lookup:
+        """Refresh on an operator's request, at most once per interval for the deployment."""
+        wait = await self._admin_gate.admit()
+        if wait > 0:
+            raise RefreshTooSoonError(wait)
+        logger.info("catalog_refresh_started", reason="admin")
+        return await self._cache.refresh()
+
+    def _view_of(self, lookup: Lookup) -> CatalogView:
+        etag = lookup.entry.etag
+        cached = self._view
+        if cached is not None and cached[0] == etag:
+            return cached[1]
+        # Built without awaiting, so concurrent requests cannot build the same version twice.
+        try:
+            view = CatalogView.build(parse_catalog(lookup.entry.body))
+        except InvalidCatalogError as exc:
+            raise UpstreamBadResponse(f"the cached catalog cannot be read: {exc}") from None
+        self._view = (etag, view)
+        self.views_built += 1
+        return view
 
     async def status(self, now: float) -> CatalogStatus:
         """Report catalog, store, upstream and token state; ``now`` is wall-clock time."""

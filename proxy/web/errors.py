@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from proxy.catalog.query import QueryError
 from proxy.upstream.errors import (
     UpstreamAuthError,
     UpstreamError,
@@ -18,6 +19,8 @@ from proxy.upstream.errors import (
 )
 
 logger = structlog.get_logger(__name__)
+
+MAX_ECHO = 100
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -60,23 +63,51 @@ def upstream_error_response(exc: UpstreamError) -> web.Response:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def error_middleware(  # noqa: PLR0911 - one answer per kind of failure
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
     """Turn every exception into a JSON error; nothing escapes as HTML or a traceback."""
     try:
         return await handler(request)
+    except web.HTTPNotFound:
+        return json_error(404, "not_found", f"no such resource: {_shown(request.path)}")
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        message = (
+            f"{_shown(request.method)} is not allowed on {_shown(request.path)}; use {allowed}"
+        )
+        return json_error(405, "method_not_allowed", message, {"Allow": allowed})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         headers = {k: v for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}}
         code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
-        return json_error(
-            exc.status, code, exc.reason if exc.text is None else _message(exc), headers
-        )
+        return json_error(exc.status, code, _message(exc), headers)
+    except QueryError as exc:
+        return invalid_parameter(exc)
     except UpstreamError as exc:
         return upstream_error_response(exc)
     except Exception:
         logger.exception("unhandled_error", path=request.path)
         return json_error(500, "internal_error", "the proxy failed to handle this request")
+
+
+def invalid_parameter(exc: QueryError) -> web.Response:
+    """Build a 400 naming the bad parameter and what it allows."""
+    body = {
+        "error": {
+            "code": "invalid_parameter",
+            "message": str(exc),
+            "parameter": exc.parameter,
+            "allowed": exc.allowed,
+        }
+    }
+    return web.json_response(body, status=400)
+
+
+def _shown(text: str) -> str:
+    # Paths and methods are echoed (JSON-escaped) but never at any length a caller likes.
+    return text if len(text) <= MAX_ECHO else f"{text[:MAX_ECHO]}..."
 
 
 def _message(exc: web.HTTPException) -> str:

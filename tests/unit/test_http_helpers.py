@@ -6,7 +6,7 @@ import pytest
 
 from proxy.cache.entry import CatalogEntry
 from proxy.cache.readthrough import Lookup, Outcome
-from proxy.web.products import cache_headers, etag_matches
+from proxy.web.caching import cache_headers, etag_matches
 
 ENTRY = CatalogEntry.create(b'[{"id": 1}]', "application/json", 1_700_000_000.0)
 

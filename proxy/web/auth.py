@@ -1,0 +1,51 @@
+"""Bearer-key checks: API keys for ``/api/*`` and ``/v1/*``, the admin token for ``/admin/*``."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from pydantic import SecretStr
+
+from proxy.web.errors import json_error
+
+PROTECTED_PREFIXES = ("/api/", "/v1/")
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="1nce-proxy"'}
+
+
+def bearer_matches(authorization: str | None, secrets: tuple[SecretStr, ...]) -> bool:
+    """Whether ``Authorization: Bearer <x>`` names one of ``secrets``.
+
+    Every secret is compared, in constant time, whatever matched earlier: the time taken
+    says nothing about which key (or how much of one) was right.
+    """
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return False
+    candidate = given.strip().encode()
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(candidate, secret.get_secret_value().encode())
+    return matched
+
+
+def unauthorized(message: str) -> web.Response:
+    """Build a 401 JSON error with the Bearer challenge."""
+    return json_error(401, "unauthorized", message, headers=_CHALLENGE)
+
+
+def api_key_middleware(keys: tuple[SecretStr, ...]) -> Middleware:
+    """Require one of ``keys`` on ``/api/*`` and ``/v1/*``; with no keys, let everything pass."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if (
+            keys
+            and request.path.startswith(PROTECTED_PREFIXES)
+            and not bearer_matches(request.headers.get("Authorization"), keys)
+        ):
+            return unauthorized("a valid API key is required: Authorization: Bearer <key>")
+        return await handler(request)
+
+    return middleware
