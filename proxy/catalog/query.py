@@ -54,8 +54,7 @@ class ProductQuery:
     """A checked list query: filters that all must hold, and the order of the result.
 
     ``categories`` and ``ids`` match any of their members and match everything when empty;
-    ``material`` and ``q`` are stripped of surrounding whitespace, and match everything when
-    ``None``.
+    ``material`` and ``q`` match everything when ``None``.
     """
 
     categories: frozenset[Category] = frozenset()
@@ -91,10 +90,10 @@ _ALLOWED_NAMES = ", ".join(PARAMETERS)
 _ALLOWED_CATEGORIES = ", ".join(category.value for category in Category)
 _ALLOWED_MATERIAL = f"one material name of 1 to {MAX_TEXT_LENGTH} characters"
 _ALLOWED_Q = f"one search text of 1 to {MAX_TEXT_LENGTH} characters"
-_ALLOWED_IDS = f"up to {MAX_IDS} positive integer ids (1 to {_MAX_ID}), repeated or comma-separated"
+_ALLOWED_IDS = f"up to {MAX_IDS} positive integer ids (1 to {_MAX_ID}), one per repeated 'id'"
 _ALLOWED_SORT = ", ".join([key.value for key in SortKey] + [f"-{key.value}" for key in SortKey])
 # Only ASCII digits: int() would also take other scripts' digits, signs and underscores.
-_ID = re.compile(r"[0-9]{1,19}")
+_ID = re.compile(r"[1-9][0-9]{0,18}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Echoed values are cut short so an error message stays one readable line.
 _SHOWN_LENGTH = 60
@@ -130,15 +129,12 @@ def _single(name: str, allowed: str, values: list[str]) -> str:
 
 
 def _items(name: str, allowed: str, values: list[str]) -> list[str]:
-    """Split repeated and comma-separated values into stripped items."""
-    items: list[str] = []
-    for value in values:
-        items.extend(item.strip() for item in _checked(name, allowed, value).split(","))
-    return items
+    """Check each value of a repeatable parameter."""
+    return [_checked(name, allowed, value) for value in values]
 
 
 def _text(name: str, allowed: str, values: list[str]) -> str:
-    value = _single(name, allowed, values).strip()
+    value = _single(name, allowed, values)
     if not value:
         raise QueryError(name, allowed, value, problem=f"empty value for '{name}'")
     if len(value) > MAX_TEXT_LENGTH:
@@ -151,7 +147,7 @@ def _categories(values: list[str]) -> frozenset[Category]:
     found: set[Category] = set()
     for item in _items("category", _ALLOWED_CATEGORIES, values):
         try:
-            found.add(Category(item.lower()))
+            found.add(Category(item))
         except ValueError:
             raise QueryError("category", _ALLOWED_CATEGORIES, item) from None
     return frozenset(found)
@@ -171,10 +167,10 @@ def _ids(values: list[str]) -> frozenset[int]:
 
 
 def _sort(values: list[str]) -> tuple[SortKey, bool]:
-    value = _single("sort", _ALLOWED_SORT, values).strip()
+    value = _single("sort", _ALLOWED_SORT, values)
     descending = value.startswith("-")
     try:
-        key = SortKey(value.removeprefix("-").lower())
+        key = SortKey(value.removeprefix("-"))
     except ValueError:
         raise QueryError("sort", _ALLOWED_SORT, value) from None
     return key, descending
@@ -183,14 +179,14 @@ def _sort(values: list[str]) -> tuple[SortKey, bool]:
 def parse_query(params: MultiParams | Mapping[str, Sequence[str]]) -> ProductQuery:
     """Check the list query parameters and return them as a `ProductQuery`.
 
-    ``params`` is aiohttp's ``request.query`` or a mapping of each name to its values. Accepted:
-    ``category`` (repeatable and comma-separated, case-insensitive), ``material`` and ``q``
-    (once each, 1 to 200 characters after stripping surrounding whitespace), ``id`` (repeatable
-    and comma-separated ASCII-digit ids from 1 to 2**63 - 1, at most 100 given), ``sort`` (once:
-    ``id``, ``name`` or ``price``, case-insensitive, ``-`` first for descending; ``id``
-    ascending when absent). Items of a list are stripped of surrounding whitespace and may not
-    be empty. Raises `QueryError` for an unknown name, a repeated single parameter, a control
-    character in a value, or a value outside what the parameter allows.
+    ``params`` is aiohttp's ``request.query`` or a mapping of each name to its values. Accepted,
+    exactly as the OpenAPI document describes them (no case folding, no trimming, no comma
+    lists, so the document and the code cannot disagree): ``category`` (repeatable), ``material``
+    and ``q`` (once each, 1 to 200 characters), ``id`` (repeatable, ASCII-digit ids from 1 to
+    2**63 - 1 without leading zeros, at most 100 given), ``sort`` (once: ``id``, ``name`` or
+    ``price``, ``-`` first for descending; ``id`` ascending when absent). Raises `QueryError`
+    for an unknown name, a repeated single parameter, a control character (or DEL) in a
+    value, or a value outside what the parameter allows.
     """
     names = list(dict.fromkeys(params.keys()))
     for name in names:

@@ -8,6 +8,7 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 from structlog.typing import Processor
 
 # Keys whose values are dropped from every log line, whatever logged them.
@@ -22,6 +23,25 @@ def _redact(
         if any(word in lowered for word in _SENSITIVE) and key != "token_state":
             event[key] = "[redacted]"
     return event
+
+
+class _ParserErrors(logging.Filter):
+    """Turns aiohttp's reports of unparseable requests into one short line without traceback.
+
+    Every handler failure is caught by the error middleware, so what reaches aiohttp's server
+    logger with an HTTP parsing error is malformed client traffic, which must not be able to
+    flood the logs with tracebacks.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg = "malformed_request_refused"
+            record.args = ()
+            record.exc_info = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.__dict__["error"] = type(error).__name__
+        return True
 
 
 def configure_logging(
@@ -61,3 +81,7 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    server_logger = logging.getLogger("aiohttp.server")
+    for existing in [f for f in server_logger.filters if isinstance(f, _ParserErrors)]:
+        server_logger.removeFilter(existing)
+    server_logger.addFilter(_ParserErrors())

@@ -23,7 +23,9 @@ def bearer_matches(authorization: str | None, secrets: tuple[SecretStr, ...]) ->
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not given:
         return False
-    candidate = given.strip().encode()
+    # aiohttp decodes header bytes with surrogateescape; encode them back the same way, so a
+    # non-UTF-8 header is simply a key that does not match (never an encoding error).
+    candidate = given.strip().encode("utf-8", "surrogateescape")
     matched = False
     for secret in secrets:
         matched |= hmac.compare_digest(candidate, secret.get_secret_value().encode())

@@ -57,12 +57,12 @@ async def test_list_has_every_product_and_the_catalog_block(
     [
         ("category=os_service", list(range(1401, 1408))),
         ("category=topup&category=high_data_addon", [1201, 1202, 1203, 1301, 1302, 1303, 1304]),
-        ("category=topup,other", [1201, 1202, 1203, 1501, 1502]),
+        ("category=topup&category=other", [1201, 1202, 1203, 1501, 1502]),
         ("material=1nce%20os", list(range(1401, 1408))),
         ("q=mff2", [1106, 1107, 1108]),
         ("q=BUSINESS&category=sim", [1104, 1105, 1108]),
         ("id=1303&id=1001", [1001, 1303]),
-        ("id=1303,1001&sort=-id", [1303, 1001]),
+        ("id=1303&id=1001&sort=-id", [1303, 1001]),
         ("category=high_data_addon&sort=-price", [1303, 1304, 1301, 1302]),
         ("category=lifetime_flat&sort=price", [1002, 1006, 1005, 1003, 1004]),
         ("category=other&sort=-name", [1501, 1502]),
@@ -88,6 +88,8 @@ async def test_filters_and_sorting(make_proxy: MakeProxy, query: str, expected: 
         ("q=", "q"),
         ("material=a&material=b", "material"),
         ("colour=red", "colour"),
+        ("category=SIM", "category"),
+        ("id=1001,1002", "id"),
     ],
 )
 async def test_bad_parameters_get_400_naming_them(

@@ -19,7 +19,7 @@ from proxy.catalog.query import (
 CATEGORIES = "lifetime_flat, sim, topup, high_data_addon, os_service, other"
 NAMES = "category, material, q, id, sort"
 SORTS = "id, name, price, -id, -name, -price"
-IDS = "up to 100 positive integer ids (1 to 9223372036854775807), repeated or comma-separated"
+IDS = "up to 100 positive integer ids (1 to 9223372036854775807), one per repeated 'id'"
 
 
 def multi(*pairs: tuple[str, str]) -> MultiDictProxy[str]:
@@ -55,8 +55,9 @@ def test_all_parameters_from_a_multidict() -> None:
             ("q", "flex"),
             ("id", "1001"),
             ("sort", "-price"),
-            ("category", "TopUp"),
-            ("id", "1002,1003"),
+            ("category", "topup"),
+            ("id", "1002"),
+            ("id", "1003"),
         )
     )
     assert query == ProductQuery(
@@ -85,10 +86,7 @@ def test_plain_mapping_with_bare_string_is_one_value() -> None:
     ("values", "expected"),
     [
         (["sim"], {Category.SIM}),
-        (["SIM"], {Category.SIM}),
-        ([" sim "], {Category.SIM}),
-        (["sim,topup"], {Category.SIM, Category.TOPUP}),
-        (["sim, topup", "other"], {Category.SIM, Category.TOPUP, Category.OTHER}),
+        (["sim", "topup", "other"], {Category.SIM, Category.TOPUP, Category.OTHER}),
         (["sim", "sim"], {Category.SIM}),
         ([category.value for category in Category], set(Category)),
     ],
@@ -97,7 +95,11 @@ def test_category(values: list[str], expected: set[Category]) -> None:
     assert parse_query(multi(*(("category", value) for value in values))).categories == expected
 
 
-@pytest.mark.parametrize("value", ["foo", "", "sim,", ",sim", "sims", "lifetime flat", "1"])
+@pytest.mark.parametrize(
+    # No case folding, trimming or comma lists: the OpenAPI enum is the whole truth.
+    "value",
+    ["foo", "", "sim,", ",sim", "sims", "lifetime flat", "1", "SIM", " sim ", "sim,topup"],
+)
 def test_bad_category(value: str) -> None:
     error = error_for(multi(("category", value)))
     assert error.parameter == "category"
@@ -115,10 +117,8 @@ def test_bad_category_message() -> None:
     [
         (["1"], {1}),
         (["1001", "1002"], {1001, 1002}),
-        (["1001,1002, 1003"], {1001, 1002, 1003}),
-        (["007"], {7}),
         ([str(2**63 - 1)], {2**63 - 1}),
-        (["5", "5,5"], {5}),
+        (["5", "5"], {5}),
     ],
 )
 def test_id(values: list[str], expected: set[int]) -> None:
@@ -141,6 +141,9 @@ def test_id(values: list[str], expected: set[int]) -> None:
         "0x10",
         "١٢",
         "1 2",
+        "007",
+        " 1001",
+        "1001,1002",
         str(2**63),
         "9" * 19,
         "1" * 20,
@@ -154,10 +157,10 @@ def test_bad_id(value: str) -> None:
 
 
 def test_id_count_limit() -> None:
-    ids = ",".join(str(number) for number in range(1, MAX_IDS + 1))
-    assert len(parse_query(multi(("id", ids))).ids) == MAX_IDS
+    ids = [("id", str(number)) for number in range(1, MAX_IDS + 1)]
+    assert len(parse_query(multi(*ids)).ids) == MAX_IDS
 
-    error = error_for(multi(("id", ids), ("id", "101")))
+    error = error_for(multi(*ids, ("id", "101")))
     assert error.parameter == "id"
     assert error.allowed == IDS
     assert str(error) == f"101 ids given, too many; allowed: {IDS}"
@@ -172,8 +175,6 @@ def test_id_count_limit() -> None:
         ("-name", (SortKey.NAME, True)),
         ("price", (SortKey.PRICE, False)),
         ("-price", (SortKey.PRICE, True)),
-        (" Price ", (SortKey.PRICE, False)),
-        ("-NAME", (SortKey.NAME, True)),
     ],
 )
 def test_sort(value: str, expected: tuple[SortKey, bool]) -> None:
@@ -181,21 +182,23 @@ def test_sort(value: str, expected: tuple[SortKey, bool]) -> None:
     assert (query.sort, query.descending) == expected
 
 
-@pytest.mark.parametrize("value", ["", "-", "--id", "+id", "cost", "name,id", "- name", "idd"])
+@pytest.mark.parametrize(
+    "value", ["", "-", "--id", "+id", "cost", "name,id", "- name", "idd", " price ", "-NAME"]
+)
 def test_bad_sort(value: str) -> None:
     error = error_for(multi(("sort", value)))
     assert error.parameter == "sort"
     assert error.allowed == SORTS
 
 
-def test_material_and_q_are_stripped() -> None:
-    query = parse_query(multi(("material", "  1NCE OS "), ("q", " top up ")))
-    assert query.material == "1NCE OS"
-    assert query.q == "top up"
+def test_material_and_q_are_kept_as_given() -> None:
+    query = parse_query(multi(("material", "  1NCE OS "), ("q", " ")))
+    assert query.material == "  1NCE OS "
+    assert query.q == " ", "a lone space is a search for names with a space"
 
 
 @pytest.mark.parametrize("name", ["material", "q"])
-@pytest.mark.parametrize("value", ["", "   ", "x" * 201])
+@pytest.mark.parametrize("value", ["", "x" * 201, " " * 201])
 def test_bad_text(name: str, value: str) -> None:
     error = error_for(multi((name, value)))
     assert error.parameter == name
@@ -269,8 +272,8 @@ def test_query_error_from_a_value() -> None:
 
 def test_invalid_value_is_kept() -> None:
     error = error_for(multi(("sort", " cost ")))
-    assert error.value == "cost"
-    assert str(error) == f"invalid value 'cost' for 'sort'; allowed: {SORTS}"
+    assert error.value == " cost "
+    assert str(error) == f"invalid value ' cost ' for 'sort'; allowed: {SORTS}"
 
 
 def test_unknown_name_with_control_character_is_escaped() -> None:

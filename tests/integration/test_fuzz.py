@@ -1,0 +1,199 @@
+"""The service against its own OpenAPI document: Schemathesis on a real process, and the routes.
+
+The slow test runs the Schemathesis CLI, bounded by a fixed seed, an example count and a time
+budget, against ``python -m proxy --sandbox`` with API keys and an admin token set. The fast
+tests check the served document itself: the packaged bytes, valid OpenAPI 3.0, and the same
+operations as the router.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import hdrs
+from pydantic import SecretStr
+
+from tests.conftest import MakeProxy
+from tests.processes import ProxyProcess
+from tests.support import REPO_ROOT, clean_env
+
+FUZZ_KEY = "fuzz-key"
+ADMIN_TOKEN = "fuzz-admin"
+ADMIN_PATH = "/admin/refresh"
+DOCUMENT = REPO_ROOT / "proxy" / "web" / "openapi.json"
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+# ``python -m schemathesis`` does not exist (the package has no __main__); its CLI is ``st``.
+ST = Path(sys.executable).with_name("st")
+
+SEED = 20240917
+MAX_EXAMPLES = 50
+REQUEST_TIMEOUT = 10
+# The time budgets bound each run: fuzzing and stateful phases repeat until theirs is spent.
+CATALOG_BUDGET = 30
+ADMIN_BUDGET = 8
+# Every check, less those that need what this API does not have: ``use_after_free`` and
+# ``ensure_resource_availability`` follow resources that operations create and delete (none
+# here: everything is a GET but an idempotent refresh), and ``object_level_authorization``
+# compares what two different users may see (there is one key and one admin token).
+CHECKS = ("--checks", "all")
+EXCLUDED_CHECKS = (
+    "--exclude-checks",
+    "use_after_free,ensure_resource_availability,object_level_authorization",
+)
+# What the CLI could leave in its working directory; it runs in a temporary one, and these
+# must not appear in the checkout either.
+LEFTOVERS = (".hypothesis", ".schemathesis", "schemathesis-report")
+
+
+def _schemathesis(
+    base_url: str, workdir: Path, token: str, budget: int, *selection: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``st run`` against the served document; return its exit code and output."""
+    argv = [
+        str(ST),
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{base_url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {token}",
+        *CHECKS,
+        *EXCLUDED_CHECKS,
+        *selection,
+        "--seed",
+        str(SEED),
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--max-time",
+        str(budget),
+        "--request-timeout",
+        str(REQUEST_TIMEOUT),
+        "--workers",
+        "1",
+        "--generation-database",
+        "none",
+        "--no-color",
+    ]
+    env = {**clean_env(), "HYPOTHESIS_STORAGE_DIRECTORY": str(workdir / ".hypothesis")}
+    return subprocess.run(  # noqa: S603 - the venv's own st, fixed arguments
+        argv,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=budget + 60,
+        check=False,
+    )
+
+
+def _shown(name: str, result: subprocess.CompletedProcess[str]) -> str:
+    return f"--- {name}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_schemathesis_finds_no_failure_against_the_running_service(tmp_path: Path) -> None:
+    assert ST.exists(), f"the schemathesis CLI is not installed next to {sys.executable}"
+    present = {name for name in LEFTOVERS if (REPO_ROOT / name).exists()}
+    env = {
+        "PROXY_API_KEYS": FUZZ_KEY,
+        "PROXY_ADMIN_TOKEN": ADMIN_TOKEN,
+        # Every admin refresh may go through; the sandbox upstream does not rate-limit.
+        "PROXY_ADMIN_REFRESH_INTERVAL": "0",
+        "PROXY_LOG_LEVEL": "warning",
+        "PROXY_ACCESS_LOG": "off",
+    }
+    with ProxyProcess(env, args=["--sandbox"]) as service:
+        # The catalog and probes with an API key; the admin endpoint with its own token, since
+        # Schemathesis sends one set of headers per run.
+        catalog = _schemathesis(
+            service.url, tmp_path, FUZZ_KEY, CATALOG_BUDGET, "--exclude-path", ADMIN_PATH
+        )
+        admin = _schemathesis(
+            service.url, tmp_path, ADMIN_TOKEN, ADMIN_BUDGET, "--include-path", ADMIN_PATH
+        )
+        alive = service.alive
+        records = service.log_records()
+    output = _shown("catalog and probes", catalog) + "\n" + _shown("admin", admin)
+    assert alive, output
+    assert (catalog.returncode, admin.returncode) == (0, 0), output
+    unhandled = [record for record in records if record.get("event") == "unhandled_error"]
+    assert not unhandled, unhandled
+    left = {name for name in LEFTOVERS if (REPO_ROOT / name).exists()} - present
+    assert not left, f"the CLI wrote {sorted(left)} into the checkout"
+
+
+# -- the document itself ------------------------------------------------------------------------
+
+
+async def test_served_document_is_the_packaged_file(make_proxy: MakeProxy) -> None:
+    client = await make_proxy(api_keys=(SecretStr("k"),), admin_token=SecretStr("adm"))
+    # Public: no key needed, even with keys configured.
+    response = await client.get("/openapi.json")
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    assert await response.read() == DOCUMENT.read_bytes()
+
+
+def test_document_is_valid_openapi_3_0() -> None:
+    document = json.loads(DOCUMENT.read_bytes())
+    assert isinstance(document, dict)
+    assert str(document.get("openapi", "")).startswith("3.0."), document.get("openapi")
+    assert {"title", "version"} <= set(document["info"])
+    assert document["paths"]
+    # The official OpenAPI 3.0 meta-schema, as Schemathesis ships it (the project has no other
+    # OpenAPI validator); an internal module, so it is looked up only here.
+    from schemathesis.specs.openapi.definitions import (  # noqa: PLC0415
+        OPENAPI_30_VALIDATOR,
+    )
+
+    errors = [str(error) for error in OPENAPI_30_VALIDATOR.iter_errors(document)]
+    assert not errors, "\n".join(errors)
+    # The meta-schema does not follow references: every one must name something that exists.
+    dangling = [ref for ref in _refs(document) if _resolve(document, ref) is None]
+    assert not dangling, dangling
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def _resolve(document: dict[str, Any], ref: str) -> object:
+    if not ref.startswith("#/"):
+        return None
+    node: object = document
+    for part in ref[2:].split("/"):
+        key = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+async def test_document_and_router_list_the_same_operations(make_proxy: MakeProxy) -> None:
+    client = await make_proxy()
+    registered = {
+        (route.method.lower(), route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.method != hdrs.METH_HEAD and route.resource is not None
+    }
+    document = json.loads(DOCUMENT.read_bytes())
+    methods = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+    documented = {
+        (method, path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in methods
+    }
+    assert registered - documented == set(), "routes missing from the document"
+    assert documented - registered == set(), "documented operations the router lacks"
