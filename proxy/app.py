@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from proxy import __version__
-from proxy.appkeys import CATALOG, HTTP_SESSION, LIFECYCLE, SETTINGS, STORE, Lifecycle
+from proxy.appkeys import CATALOG, HTTP_SESSION, LIFECYCLE, METRICS, SETTINGS, STORE, Lifecycle
 from proxy.cache.freshness import Freshness
 from proxy.cache.keys import KeySpace
 from proxy.cache.readthrough import CatalogCache
@@ -23,6 +24,7 @@ from proxy.catalog.service import CatalogService
 from proxy.coordination.client import RedisGuard, connect
 from proxy.coordination.lock import Coordinator, LocalCoordinator, Notifier, RedisCoordinator
 from proxy.coordination.rate import LocalRateGate, RateGate, RedisRateGate
+from proxy.observability.metrics import CatalogGauges, Metrics
 from proxy.settings import Settings
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.token import SharedTokens, TokenProvider
@@ -32,6 +34,7 @@ from proxy.web.api import get_product, list_categories, list_products
 from proxy.web.auth import api_key_middleware
 from proxy.web.errors import error_middleware
 from proxy.web.health import healthz, readyz
+from proxy.web.metrics import metrics as metrics_handler
 from proxy.web.middleware import request_id_middleware
 from proxy.web.openapi import OPENAPI, load_document, openapi_document
 from proxy.web.products import upstream_products
@@ -57,9 +60,10 @@ BACKPLANE = web.AppKey("backplane", Backplane)
 
 def create_app(settings: Settings) -> web.Application:
     """Build the service; resources open on startup and close on cleanup, in order."""
+    metrics = Metrics()
     app = web.Application(
         middlewares=[
-            request_id_middleware(settings.access_log),
+            request_id_middleware(settings.access_log, metrics),
             error_middleware,
             api_key_middleware(settings.api_keys),
         ],
@@ -67,6 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
+    app[METRICS] = metrics
     app[OPENAPI] = load_document()
     app.cleanup_ctx.extend([_http_session, _backplane, _store, _catalog])
     routes = (
@@ -77,6 +82,7 @@ def create_app(settings: Settings) -> web.Application:
         ("GET", "/healthz", healthz),
         ("GET", "/readyz", readyz),
         ("GET", "/openapi.json", openapi_document),
+        ("GET", "/metrics", metrics_handler),
         ("POST", "/admin/refresh", admin.refresh),
     )
     for method, path, handler in routes:
@@ -112,7 +118,8 @@ async def _backplane(app: web.Application) -> AsyncIterator[None]:
     if connection is None:
         yield
         return
-    guard = RedisGuard(connection.client, timeout=settings.redis_timeout)
+    guard = RedisGuard(connection.client, timeout=settings.redis_timeout, metrics=app[METRICS])
+    app[METRICS].watch_redis(lambda: guard.state == "ok")
     notifier = Notifier(guard, _keys(settings).events)
     listener = asyncio.get_running_loop().create_task(notifier.run())
     app[BACKPLANE] = Backplane(guard, notifier)
@@ -166,6 +173,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         margin=settings.token_refresh_margin,
         shared=shared_tokens,
         max_wait=settings.upstream_timeout,
+        metrics=app[METRICS],
     )
     upstream = UpstreamClient(
         session,
@@ -173,6 +181,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         base_url=settings.upstream_url,
         timeout=settings.upstream_timeout,
         retries=settings.upstream_retries,
+        metrics=app[METRICS],
     )
     cache = CatalogCache(
         store=app[STORE],
@@ -183,13 +192,36 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         # A holder that died leaves its lock until it expires; the next holder then needs up
         # to the upstream timeout. Only past both (and a slack) does a waiter fetch alone.
         max_wait=settings.lock_timeout + settings.upstream_timeout + FILL_WAIT_SLACK,
+        metrics=app[METRICS],
     )
+    app[METRICS].watch_catalog(lambda: _catalog_gauges(cache))
     admin_gate: RateGate = LocalRateGate(settings.admin_refresh_interval)
     if backplane is not None:
         backplane.notifier.on("catalog", cache.shared_changed)
         admin_gate = RedisRateGate(
             backplane.guard, keys.admin_refresh, settings.admin_refresh_interval
         )
-    app[CATALOG] = CatalogService(cache, upstream, tokens, admin_gate=admin_gate)
+    service = CatalogService(cache, upstream, tokens, admin_gate=admin_gate)
+    app[CATALOG] = service
+    warmup = None
+    if settings.warmup:
+        # Started, not awaited: start-up stays quick; /readyz says "warming" until it ends.
+        warmup = asyncio.get_running_loop().create_task(service.warm_up())
     yield
+    if warmup is not None:
+        warmup.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warmup
     await cache.close()
+
+
+def _catalog_gauges(cache: CatalogCache) -> CatalogGauges | None:
+    entry = cache.local
+    if entry is None:
+        return None
+    now = time.time()
+    return CatalogGauges(
+        age_seconds=cache.freshness.age(entry, now),
+        fresh=cache.freshness.is_fresh(entry, now),
+        size_bytes=len(entry.body),
+    )

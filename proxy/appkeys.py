@@ -9,6 +9,7 @@ from aiohttp import web
 
 from proxy.cache.store import Store
 from proxy.catalog.service import CatalogService
+from proxy.observability.metrics import Metrics
 from proxy.settings import Settings
 
 
@@ -24,3 +25,4 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 STORE = web.AppKey("store", Store)
 CATALOG = web.AppKey("catalog", CatalogService)
+METRICS = web.AppKey("metrics", Metrics)

@@ -58,6 +58,15 @@ async def serve(settings: Settings, *, sandbox: bool = False) -> None:
         await web.TCPSite(runner, settings.host, settings.port).start()
         logger.info("listening", host=settings.host, port=settings.port, sandbox=sandbox)
         await stop.wait()
+        # Readiness turns false first, so Kubernetes stops sending traffic; with a delay set,
+        # requests keep being served while it notices. Then the listener closes, requests in
+        # flight get up to the grace period, background refreshes stop, connections close.
         app[LIFECYCLE].shutting_down = True
-        logger.info("shutting_down", grace_seconds=settings.shutdown_grace)
+        logger.info(
+            "shutting_down",
+            delay_seconds=settings.shutdown_delay,
+            grace_seconds=settings.shutdown_grace,
+        )
+        if settings.shutdown_delay:
+            await asyncio.sleep(settings.shutdown_delay)
     logger.info("stopped")

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     admin_refresh_interval: float = Field(default=5, ge=0, le=3600)
     shutdown_grace: float = Field(default=20, gt=0, le=300)
+    shutdown_delay: float = Field(default=0, ge=0, le=300)
+    warmup: bool = False
 
     @field_validator("upstream_url")
     @classmethod

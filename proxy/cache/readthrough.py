@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -17,6 +17,7 @@ from proxy.cache.entry import CatalogEntry, CorruptEntryError
 from proxy.cache.freshness import Freshness
 from proxy.cache.store import Store
 from proxy.coordination.lock import Coordinator, LocalCoordinator
+from proxy.observability.metrics import Metrics
 
 logger = structlog.get_logger(__name__)
 
@@ -85,6 +86,7 @@ class CatalogCache:
         loader: Callable[[], Awaitable[Payload]],
         coordinator: Coordinator | None = None,
         max_wait: float = 30.0,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Wire the cache to its store, key and loader; ``clock`` is wall time (shared)."""
@@ -94,6 +96,7 @@ class CatalogCache:
         self._loader = loader
         self._coordinator: Coordinator = coordinator or LocalCoordinator()
         self._max_wait = max_wait
+        self._metrics = metrics or Metrics()
         self._clock = clock
         self._local: CatalogEntry | None = None
         self._shared_changed = False
@@ -128,6 +131,16 @@ class CatalogCache:
 
     async def get(self) -> Lookup:
         """Return a servable entry, loading one only when nothing usable is cached."""
+        try:
+            lookup = await self._get()
+        except Exception:
+            self._metrics.lookup("error")
+            raise
+        result = "collapsed" if lookup.collapsed else lookup.outcome.value
+        self._metrics.lookup(result)
+        return lookup
+
+    async def _get(self) -> Lookup:
         local = self._local
         now = self._clock()
         if local is not None and not self._shared_changed and self._freshness.is_fresh(local, now):
@@ -143,12 +156,16 @@ class CatalogCache:
         if entry is not None and self._freshness.is_usable(entry, now):
             self._refresh_in_background(now)
             return self._lookup(entry, Outcome.STALE, now)
-        entry, joined = await self._flight.run(self._fill_fresh)
-        return self._lookup(entry, Outcome.MISS, self._clock(), collapsed=joined)
+        return await self._run_fill(self._fill_fresh)
 
     async def refresh(self) -> Lookup:
         """Fetch a new catalog now; joins a fill in flight, here or on another replica."""
-        entry, joined = await self._flight.run(self._fill_newer)
+        return await self._run_fill(self._fill_newer)
+
+    async def _run_fill(self, fill: Callable[[], Coroutine[Any, Any, CatalogEntry]]) -> Lookup:
+        entry, joined = await self._flight.run(fill)
+        if joined:
+            self._metrics.waiter("process")
         return self._lookup(entry, Outcome.MISS, self._clock(), collapsed=joined)
 
     async def close(self) -> None:
@@ -205,6 +222,7 @@ class CatalogCache:
     async def _fill(self, good: Callable[[CatalogEntry], bool]) -> CatalogEntry:
         """Get an entry that is ``good``: from the store, by loading it, or from another replica."""
         give_up_at = time.monotonic() + self._max_wait
+        waited = False
         while True:
             announced = self._coordinator.waiter()
             entry = await self._newest_shared()
@@ -217,6 +235,9 @@ class CatalogCache:
                     if entry is not None and good(entry):
                         return entry
                     return await self._load()
+            if not waited:
+                waited = True
+                self._metrics.waiter("deployment")
             if time.monotonic() >= give_up_at:
                 logger.warning("catalog_fill_wait_exceeded", waited=self._max_wait)
                 return await self._load()

@@ -11,7 +11,7 @@ from proxy.cache.readthrough import CatalogCache, Lookup
 from proxy.catalog.view import CatalogView
 from proxy.coordination.rate import RateGate
 from proxy.upstream.client import UpstreamClient
-from proxy.upstream.errors import UpstreamBadResponse
+from proxy.upstream.errors import UpstreamBadResponse, UpstreamError
 from proxy.upstream.models import InvalidCatalogError, parse_catalog
 from proxy.upstream.token import TokenProvider
 
@@ -66,6 +66,7 @@ class CatalogService:
         self._admin_gate = admin_gate
         self._view: tuple[str, CatalogView] | None = None
         self.views_built = 0
+        self.warming = False
 
     @property
     def cache(self) -> CatalogCache:
@@ -84,6 +85,17 @@ class CatalogService:
     async def refresh(self) -> Lookup:
         """Fetch the catalog now (coalesced with any fetch in flight)."""
         return await self._cache.refresh()
+
+    async def warm_up(self) -> None:
+        """Fill the cache at start-up (from the shared store if it has a fresh entry)."""
+        self.warming = True
+        try:
+            await self._cache.get()
+            logger.info("warm_up_done")
+        except UpstreamError as exc:
+            logger.warning("warm_up_failed", error=str(exc))
+        finally:
+            self.warming = False
 
     async def admin_refresh(self) -> Lookup:
         """Refresh on an operator's request, at most once per interval for the deployment."""
@@ -123,8 +135,9 @@ class CatalogService:
             }
         outcome = self._upstream.last_outcome
         upstream = {"last_outcome": outcome, "rate_limited_for": round(self._upstream.blocked_for)}
-        # Without a usable entry we can serve only if the upstream is not known to be failing.
-        servable = usable or outcome in {"ok", "unknown"}
+        # Without a usable entry we can serve only if the upstream is not known to be failing;
+        # while warming up, not yet: the first callers would wait on the upstream.
+        servable = usable or (outcome in {"ok", "unknown"} and not self.warming)
         report = {
             "catalog": catalog,
             "store": {"state": cache.store.state, "reachable": store_ok},

@@ -15,6 +15,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from proxy.observability.metrics import Metrics
 from proxy.settings import Settings
 
 logger = structlog.get_logger(__name__)
@@ -102,10 +103,16 @@ class RedisGuard:
     """
 
     def __init__(
-        self, client: Redis, *, timeout: float, clock: Callable[[], float] = time.monotonic
+        self,
+        client: Redis,
+        *,
+        timeout: float,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Guard ``client``; ``timeout`` bounds each call, connecting included."""
         self._client = client
+        self._metrics = metrics or Metrics()
         self._timeout = timeout
         self._clock = clock
         self._pause = 0.0
@@ -165,6 +172,7 @@ class RedisGuard:
     def record_failure(self, operation: str, exc: BaseException) -> None:
         """Open the breaker, or lengthen its pause, after a failed call."""
         self.errors += 1
+        self._metrics.redis_error(operation)
         first = not self._pause
         self._pause = (
             min(self._pause * 2, BREAKER_MAX_PAUSE) if self._pause else BREAKER_FIRST_PAUSE

@@ -14,6 +14,7 @@ import structlog
 from multidict import CIMultiDictProxy
 from pydantic import SecretStr
 
+from proxy.observability.metrics import Metrics
 from proxy.upstream.errors import (
     UpstreamAuthError,
     UpstreamBadResponse,
@@ -21,6 +22,7 @@ from proxy.upstream.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
+    status_outcome,
 )
 from proxy.upstream.models import InvalidCatalogError, Product, parse_catalog
 from proxy.upstream.token import TokenProvider
@@ -58,9 +60,12 @@ class UpstreamClient:
         base_url: str,
         timeout: float,
         retries: int,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Prepare a client over the app's shared session."""
+        self._metrics = metrics or Metrics()
+        self._last_seconds = 0.0
         self._session = session
         self._tokens = tokens
         self._products_url = f"{base_url}/v1/products"
@@ -132,11 +137,19 @@ class UpstreamClient:
         try:
             products = parse_catalog(body)
         except InvalidCatalogError as exc:
+            self._metrics.upstream("products", "invalid_body", self._last_seconds)
             raise UpstreamBadResponse(f"upstream sent an unusable catalog: {exc}") from None
+        self._metrics.upstream("products", "ok", self._last_seconds)
         content_type = headers.get("Content-Type", "application/json")
         return UpstreamCatalog(body=body, content_type=content_type, products=products)
 
     async def _get_products(self, token: SecretStr) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """GET the products; every outcome but a 200 is counted here, a 200 after validation."""
+        started = time.perf_counter()
+
+        def count(outcome: str) -> None:
+            self._metrics.upstream("products", outcome, time.perf_counter() - started)
+
         try:
             async with self._session.get(
                 self._products_url,
@@ -145,11 +158,21 @@ class UpstreamClient:
                     "Accept": "application/json",
                 },
             ) as response:
-                return response.status, response.headers, await response.read()
+                status, headers, body = response.status, response.headers, await response.read()
         except aiohttp.ClientConnectionError as exc:
+            count("connection_error")
             raise UpstreamUnavailable(f"upstream unreachable: {type(exc).__name__}") from None
         except aiohttp.ClientPayloadError:
+            count("invalid_body")
             raise UpstreamBadResponse("upstream sent a broken body", retryable=True) from None
+        except asyncio.CancelledError:
+            # The fetch's time budget ran out (or the service is shutting down).
+            count("timeout")
+            raise
+        self._last_seconds = time.perf_counter() - started
+        if status != 200:
+            count(status_outcome(status))
+        return status, headers, body
 
 
 def _retry_after(value: str | None) -> float:

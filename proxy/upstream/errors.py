@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 
+def status_outcome(status: int) -> str:
+    """Name the metrics outcome of an HTTP status from the upstream."""
+    if status == 200:
+        return "ok"
+    if status == 401:
+        return "unauthorized"
+    if status == 429:
+        return "rate_limited"
+    return "server_error" if status >= 500 else "client_error"
+
+
 class UpstreamError(Exception):
     """The upstream could not deliver a catalog.
 

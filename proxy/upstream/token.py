@@ -15,7 +15,13 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
-from proxy.upstream.errors import UpstreamAuthError, UpstreamBadResponse, UpstreamUnavailable
+from proxy.observability.metrics import Metrics
+from proxy.upstream.errors import (
+    UpstreamAuthError,
+    UpstreamBadResponse,
+    UpstreamUnavailable,
+    status_outcome,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -82,6 +88,7 @@ class TokenProvider:
         margin: float,
         shared: SharedTokens | None = None,
         max_wait: float = 10.0,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -93,6 +100,7 @@ class TokenProvider:
         self._margin = margin
         self._shared = shared
         self._max_wait = max_wait
+        self._metrics = metrics or Metrics()
         self._clock = clock
         self._wall_clock = wall_clock
         self._held: _Held | None = None
@@ -174,6 +182,22 @@ class TokenProvider:
 
     async def _fetch(self) -> _Held:
         self.refreshes += 1
+        started = time.perf_counter()
+        try:
+            held = await self._request()
+        except BaseException:
+            self._metrics.token_refresh(ok=False)
+            raise
+        self._metrics.token_refresh(ok=True)
+        logger.info("token_refreshed", seconds=round(time.perf_counter() - started, 3))
+        return held
+
+    async def _request(self) -> _Held:
+        started = time.perf_counter()
+
+        def count(outcome: str) -> None:
+            self._metrics.upstream("token", outcome, time.perf_counter() - started)
+
         try:
             async with self._session.post(
                 self._token_url,
@@ -186,8 +210,15 @@ class TokenProvider:
                 status = response.status
                 body = await response.read()
         except aiohttp.ClientConnectionError as exc:
+            count("connection_error")
             raise UpstreamUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
+        except asyncio.CancelledError:
+            count("timeout")
+            raise
         payload = _json_or_none(body)
+        count(
+            status_outcome(status) if status != 200 or isinstance(payload, dict) else "invalid_body"
+        )
         if status >= 500:
             raise UpstreamBadResponse(f"token endpoint answered {status}", retryable=True)
         if status != 200:
@@ -212,7 +243,6 @@ class TokenProvider:
         if not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool):
             expires_in = 3600
         self._failure = None
-        logger.info("token_refreshed", expires_in=expires_in)
         token = SharedToken(SecretStr(value), self._wall_clock() + float(expires_in))
         held = self._hold(token)
         # A token that is due at once (expires_in of 0) is still good for the call at hand.

@@ -20,4 +20,6 @@ async def readyz(request: web.Request) -> web.Response:
     draining = request.app[LIFECYCLE].shutting_down
     ready = status.servable and not draining
     state = "shutting_down" if draining else ("ready" if ready else "unavailable")
+    if state == "unavailable" and request.app[CATALOG].warming:
+        state = "warming"
     return web.json_response({"status": state, **status.report}, status=200 if ready else 503)

@@ -10,6 +10,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from proxy.observability.metrics import Metrics
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is echoed and logged, so only short, plain ones are taken as they are.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -18,11 +20,12 @@ SLOW_REQUEST_SECONDS = 1.0
 logger = structlog.get_logger("proxy.access")
 
 
-def request_id_middleware(access_log: str) -> Middleware:
-    """Bind a request id to the request's log lines, echo it, and write the access log.
+def request_id_middleware(access_log: str, metrics: Metrics) -> Middleware:
+    """Bind a request id to the request's log lines, echo it, count it, write the access log.
 
     ``access_log`` is ``all`` (a line per request), ``errors`` (status >= 400 or slower than
-    a second) or ``off``.
+    a second) or ``off``. Requests are counted by route template (``unmatched`` for paths no
+    route takes), never by raw path, so callers cannot grow the number of series.
     """
 
     @web.middleware
@@ -34,6 +37,9 @@ def request_id_middleware(access_log: str) -> Middleware:
             response = await handler(request)
             response.headers[REQUEST_ID_HEADER] = request_id
             elapsed = time.perf_counter() - started
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            metrics.request(route, request.method, response.status, elapsed)
             if access_log == "all" or (
                 access_log == "errors"
                 and (response.status >= 400 or elapsed >= SLOW_REQUEST_SECONDS)

@@ -1,0 +1,14 @@
+"""``GET /metrics``: the Prometheus exposition of the application's own registry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy.appkeys import METRICS
+from proxy.observability.metrics import CONTENT_TYPE
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Render every metric; catalog and Redis gauges are read at this moment."""
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
