@@ -52,7 +52,10 @@ async def serve(settings: Settings, *, sandbox: bool = False) -> None:
             settings = sandbox_settings(settings, upstream_url)
             logger.info("sandbox_started", upstream_url=upstream_url)
         app = create_app(settings)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace)
+        # aiohttp waits up to shutdown_timeout for a request in flight, then cancels its body
+        # and waits up to shutdown_timeout again for the handler: half the grace for each
+        # keeps the whole drain within PROXY_SHUTDOWN_GRACE.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace / 2)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, settings.host, settings.port).start()
