@@ -32,12 +32,12 @@ from proxy.upstream.token_store import RedisTokens
 from proxy.web import admin
 from proxy.web.api import get_product, list_categories, list_products
 from proxy.web.auth import api_key_middleware
-from proxy.web.errors import error_middleware
 from proxy.web.health import healthz, readyz
 from proxy.web.metrics import metrics as metrics_handler
-from proxy.web.middleware import request_id_middleware
+from proxy.web.middleware import request_middleware
 from proxy.web.openapi import OPENAPI, load_document, openapi_document
-from proxy.web.products import upstream_products
+from proxy.web.prepared import PreparedResponses
+from proxy.web.products import PREPARED, upstream_products
 
 # Header fields up to 16 KB are accepted (SPEC 5); aiohttp's default is 8 KB.
 MAX_FIELD_SIZE = 16 * 1024
@@ -61,18 +61,18 @@ BACKPLANE = web.AppKey("backplane", Backplane)
 def create_app(settings: Settings) -> web.Application:
     """Build the service; resources open on startup and close on cleanup, in order."""
     metrics = Metrics()
+    middlewares = [request_middleware(settings.access_log, metrics)]
+    if settings.api_keys:
+        middlewares.append(api_key_middleware(settings.api_keys))
     app = web.Application(
-        middlewares=[
-            request_id_middleware(settings.access_log, metrics),
-            error_middleware,
-            api_key_middleware(settings.api_keys),
-        ],
+        middlewares=middlewares,
         handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE},
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app[METRICS] = metrics
     app[OPENAPI] = load_document()
+    app[PREPARED] = PreparedResponses()
     app.cleanup_ctx.extend([_http_session, _backplane, _store, _catalog])
     routes = (
         ("GET", "/v1/products", upstream_products),

@@ -19,6 +19,7 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # Label values come from fixed sets only, so a caller can never grow the series count.
+MAX_CACHED_CHILDREN = 1024
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 
 
@@ -137,6 +138,7 @@ class Metrics:
             registry=registry,
         )
         build.labels(__version__, platform.python_version()).set(1)
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._state = _StateCollector()
         registry.register(self._state)
 
@@ -154,9 +156,20 @@ class Metrics:
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count an answered HTTP request."""
-        method = method if method in METHODS else "other"
-        self._requests.labels(route, method, str(status)).inc()
-        self._request_seconds.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            # Looking the labelled children up once per label set keeps the hit path cheap;
+            # the set is bounded (route templates, fixed methods, status codes).
+            label = method if method in METHODS else "other"
+            children = (
+                self._requests.labels(route, label, str(status)),
+                self._request_seconds.labels(route, label),
+            )
+            if len(self._request_children) < MAX_CACHED_CHILDREN:
+                self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def lookup(self, result: str) -> None:
         """Count a catalog lookup by how it was answered."""

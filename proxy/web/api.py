@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,8 +12,9 @@ from aiohttp import web
 from proxy.appkeys import CATALOG
 from proxy.cache.readthrough import Lookup, Outcome
 from proxy.catalog.query import QueryError, parse_query
-from proxy.web.caching import cache_headers, derived_etag, etag_matches
+from proxy.web.caching import derived_etag, etag_matches
 from proxy.web.errors import json_error
+from proxy.web.products import PREPARED
 
 MAX_PRODUCT_ID = 2**63 - 1
 _JSON = "application/json"
@@ -38,26 +40,42 @@ def _no_query(request: web.Request) -> None:
         )
 
 
-def _respond(request: web.Request, lookup: Lookup, body: dict[str, Any]) -> web.Response:
-    etag = derived_etag(lookup.entry.etag, request.path, request.query_string)
-    headers = cache_headers(lookup, etag)
+def _respond(request: web.Request, lookup: Lookup, build: Callable[[], bytes]) -> web.Response:
+    """Answer with ``{<members from build>, "catalog": {...}}``, reusing prepared bytes.
+
+    ``build`` returns the JSON members before the catalog block (without braces) and is
+    called once per catalog version, path and query; the catalog block, whose age changes
+    every second, is added per request.
+    """
+    prepared = request.app[PREPARED]
+    key = (lookup.entry.etag, request.path, request.query_string)
+
+    def make() -> tuple[bytes, str]:
+        return build(), derived_etag(*key)
+
+    members, etag = prepared.api_body(key, make)
+    headers = prepared.headers(lookup, etag, (("Content-Type", _JSON),))
     if etag_matches(request.headers.get("If-None-Match"), etag):
         return web.Response(status=304, headers=headers)
-    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    return web.Response(body=payload, headers=headers, content_type=_JSON)
+    body = b'{%s,"catalog":%s}' % (members, prepared.catalog_block(lookup))
+    return web.Response(body=body, headers=headers)
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 async def list_products(request: web.Request) -> web.Response:
     """Serve the simplified catalog, filtered and sorted as the query asks."""
-    query = parse_query(request.query)
+    query = request.app[PREPARED].query(request.query_string, lambda: parse_query(request.query))
     snapshot = await request.app[CATALOG].snapshot()
-    products = snapshot.view.select(query)
-    body = {
-        "products": [product.to_json() for product in products],
-        "count": len(products),
-        "catalog": catalog_block(snapshot.lookup),
-    }
-    return _respond(request, snapshot.lookup, body)
+
+    def build() -> bytes:
+        products = snapshot.view.select(query)
+        listed = _dumps([product.to_json() for product in products])
+        return b'"products":%s,"count":%d' % (listed, len(products))
+
+    return _respond(request, snapshot.lookup, build)
 
 
 async def get_product(request: web.Request) -> web.Response:
@@ -70,8 +88,8 @@ async def get_product(request: web.Request) -> web.Response:
     product = snapshot.view.by_id.get(int(raw))
     if product is None:
         return json_error(404, "not_found", f"no product with id {int(raw)}")
-    body = {"product": product.to_json(), "catalog": catalog_block(snapshot.lookup)}
-    return _respond(request, snapshot.lookup, body)
+    found = product
+    return _respond(request, snapshot.lookup, lambda: b'"product":' + _dumps(found.to_json()))
 
 
 async def list_categories(request: web.Request) -> web.Response:
@@ -82,5 +100,4 @@ async def list_categories(request: web.Request) -> web.Response:
         {"category": category.value, "count": count}
         for category, count in snapshot.view.category_counts
     ]
-    body = {"categories": categories, "catalog": catalog_block(snapshot.lookup)}
-    return _respond(request, snapshot.lookup, body)
+    return _respond(request, snapshot.lookup, lambda: b'"categories":' + _dumps(categories))

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from proxy.catalog.query import QueryError
 from proxy.upstream.errors import (
@@ -62,34 +61,30 @@ def upstream_error_response(exc: UpstreamError) -> web.Response:
     return json_error(502, "upstream_bad_response", str(exc))
 
 
-@web.middleware
-async def error_middleware(  # noqa: PLR0911 - one answer per kind of failure
-    request: web.Request, handler: Handler
+def error_response(  # noqa: PLR0911 - one answer per kind of failure
+    request: web.Request, exc: Exception
 ) -> web.StreamResponse:
-    """Turn every exception into a JSON error; nothing escapes as HTML or a traceback."""
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
+    """Turn an exception from a handler into a JSON error; nothing escapes as HTML or a trace."""
+    if isinstance(exc, web.HTTPNotFound):
         return json_error(404, "not_found", f"no such resource: {_shown(request.path)}")
-    except web.HTTPMethodNotAllowed as exc:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
         allowed = ", ".join(sorted(exc.allowed_methods))
         message = (
             f"{_shown(request.method)} is not allowed on {_shown(request.path)}; use {allowed}"
         )
         return json_error(405, "method_not_allowed", message, {"Allow": allowed})
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            return exc
         headers = {k: v for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}}
         code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
         return json_error(exc.status, code, _message(exc), headers)
-    except QueryError as exc:
+    if isinstance(exc, QueryError):
         return invalid_parameter(exc)
-    except UpstreamError as exc:
+    if isinstance(exc, UpstreamError):
         return upstream_error_response(exc)
-    except Exception:
-        logger.exception("unhandled_error", path=request.path)
-        return json_error(500, "internal_error", "the proxy failed to handle this request")
+    logger.error("unhandled_error", path=_shown(request.path), exc_info=exc)
+    return json_error(500, "internal_error", "the proxy failed to handle this request")
 
 
 def invalid_parameter(exc: QueryError) -> web.Response:

@@ -1,0 +1,136 @@
+"""Per-catalog-version work done once, not per request: gzip bodies, headers, API bodies.
+
+Everything here is keyed by the entry's ETag (one catalog version), so a new version simply
+misses and rebuilds; the caches are small and bounded.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from proxy.cache.entry import CatalogEntry
+from proxy.cache.readthrough import Lookup, Outcome
+from proxy.catalog.query import ProductQuery
+from proxy.web.caching import cache_headers
+
+GZIP_LEVEL = 6
+# Distinct API representations kept per process (path and query string per version).
+MAX_API_BODIES = 256
+# Header sets kept: a few per second of catalog age is all a hit path ever needs.
+MAX_HEADER_SETS = 64
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header admits gzip (``gzip;q=0`` does not)."""
+    if not accept_encoding:
+        return False
+    lowered = accept_encoding.lower()
+    if "gzip" not in lowered:
+        return False
+    for part in lowered.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip() in {"gzip", "x-gzip"}:
+            weight = params.strip().removeprefix("q=").strip()
+            return not weight or _positive(weight)
+    return False
+
+
+def _positive(weight: str) -> bool:
+    try:
+        return float(weight) > 0
+    except ValueError:
+        return False
+
+
+class PreparedResponses:
+    """What the hit paths reuse across requests, bounded and keyed by catalog version."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._gzip: tuple[str, bytes] | None = None
+        self._headers: OrderedDict[tuple[object, ...], dict[str, str]] = OrderedDict()
+        self._api: OrderedDict[tuple[str, str, str], tuple[bytes, str]] = OrderedDict()
+        self._fetched_at: tuple[str, bytes] | None = None
+        self._queries: OrderedDict[str, ProductQuery] = OrderedDict()
+
+    def query(self, query_string: str, parse: Callable[[], ProductQuery]) -> ProductQuery:
+        """Parse a list query once per distinct query string (bad ones are never kept)."""
+        found = self._queries.get(query_string)
+        if found is None:
+            found = parse()
+            self._queries[query_string] = found
+            if len(self._queries) > MAX_API_BODIES:
+                self._queries.popitem(last=False)
+        return found
+
+    def gzipped(self, entry: CatalogEntry) -> bytes:
+        """Return the entry's body gzip-compressed, compressing once per version."""
+        cached = self._gzip
+        if cached is not None and cached[0] == entry.etag:
+            return cached[1]
+        body = gzip.compress(entry.body, GZIP_LEVEL, mtime=0)
+        self._gzip = (entry.etag, body)
+        return body
+
+    def headers(
+        self, lookup: Lookup, etag: str, extra: tuple[tuple[str, str], ...]
+    ) -> dict[str, str]:
+        """Cache headers plus ``extra``, built once per distinct whole-second state.
+
+        The returned dict is shared: callers must not change it (aiohttp copies it into
+        each response).
+        """
+        key = (
+            etag,
+            lookup.outcome,
+            lookup.collapsed,
+            int(lookup.age),
+            int(lookup.ttl_left),
+            lookup.ttl_left > 0,
+            extra,
+        )
+        found = self._headers.get(key)
+        if found is None:
+            found = cache_headers(lookup, etag)
+            found.update(extra)
+            self._headers[key] = found
+            if len(self._headers) > MAX_HEADER_SETS:
+                self._headers.popitem(last=False)
+        return found
+
+    def api_body(
+        self, key: tuple[str, str, str], build: Callable[[], tuple[bytes, str]]
+    ) -> tuple[bytes, str]:
+        """Return an API representation's JSON members (no catalog block) and its weak ETag.
+
+        ``key`` is (catalog ETag, path, query string); ``build`` makes the pair on a miss
+        (and may raise, which caches nothing).
+        """
+        found = self._api.get(key)
+        if found is not None:
+            self._api.move_to_end(key)
+            return found
+        found = build()
+        self._api[key] = found
+        if len(self._api) > MAX_API_BODIES:
+            self._api.popitem(last=False)
+        return found
+
+    def catalog_block(self, lookup: Lookup) -> bytes:
+        """``{"fetched_at": ..., "age_seconds": ..., "stale": ...}`` as JSON bytes."""
+        entry = lookup.entry
+        cached = self._fetched_at
+        if cached is None or cached[0] != entry.etag:
+            fetched = datetime.fromtimestamp(entry.fetched_at, UTC)
+            stamp = fetched.isoformat(timespec="seconds").replace("+00:00", "Z").encode()
+            cached = (entry.etag, stamp)
+            self._fetched_at = cached
+        stale = b"true" if lookup.outcome is Outcome.STALE else b"false"
+        return b'{"fetched_at":"%s","age_seconds":%d,"stale":%s}' % (
+            cached[1],
+            int(lookup.age),
+            stale,
+        )
