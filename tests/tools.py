@@ -1,7 +1,9 @@
-"""External tools some tests run (``promtool``...): from PATH, else from ``.tools/bin``.
+"""External tools some tests run (promtool, helm, checkov...): from PATH, else from ``.tools``.
 
-``scripts/tools.sh`` puts the ones it can fetch into ``<repo>/.tools/bin``. A missing tool skips
-the test locally but fails it in CI (``CI=true``), where every tool must be there.
+``scripts/tools.sh``, ``scripts/tools-helm.sh`` and ``scripts/tools-docker.sh`` (all sourced by
+``scripts/test``) put the ones they can fetch into ``<repo>/.tools/bin`` or ``<repo>/.tools/venv``.
+A missing tool skips its test locally but fails it in CI (``CI=true``), where every tool that is
+not ``optional`` must be there.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import pytest
 
 from tests.support import REPO_ROOT
 
-TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
+TOOL_DIRS = (REPO_ROOT / ".tools" / "bin", REPO_ROOT / ".tools" / "venv" / "bin")
 
 
-def tool(name: str) -> str:
-    """Return the path of the executable ``name``; skip (fail in CI) when it is absent."""
-    found = shutil.which(name) or shutil.which(name, path=str(TOOLS_BIN))
+def tool(name: str, *, optional: bool = False) -> str:
+    """Return the path of the executable ``name``; skip (fail in CI unless optional) without it."""
+    found = shutil.which(name)
+    for directory in TOOL_DIRS:
+        found = found or shutil.which(name, path=str(directory))
     if found:
         return found
-    message = f"{name} not installed; run scripts/tools.sh"
-    if os.environ.get("CI") == "true":
+    message = f"{name} not installed; ./scripts/test fetches it (scripts/tools*.sh)"
+    if os.environ.get("CI") == "true" and not optional:
         pytest.fail(message)
     pytest.skip(message)

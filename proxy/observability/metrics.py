@@ -139,6 +139,8 @@ class Metrics:
         )
         build.labels(__version__, platform.python_version()).set(1)
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        # Results come from the cache's own fixed set (hit, miss, stale, collapsed, error).
+        self._lookup_children: dict[str, Counter] = {}
         self._state = _StateCollector()
         registry.register(self._state)
 
@@ -173,7 +175,10 @@ class Metrics:
 
     def lookup(self, result: str) -> None:
         """Count a catalog lookup by how it was answered."""
-        self._lookups.labels(result).inc()
+        child = self._lookup_children.get(result)
+        if child is None:
+            child = self._lookup_children[result] = self._lookups.labels(result)
+        child.inc()
 
     def upstream(self, endpoint: str, outcome: str, seconds: float) -> None:
         """Count a request to the 1NCE API and how long it took."""

@@ -1,0 +1,227 @@
+{{/* Names ---------------------------------------------------------------------------------- */}}
+
+{{- define "product-proxy.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release name, plus the chart name unless the release name already contains it. */}}
+{{- define "product-proxy.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "product-proxy.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "product-proxy.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "product-proxy.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret the container reads: the existing one, or the one this chart creates. */}}
+{{- define "product-proxy.secretName" -}}
+{{- default (include "product-proxy.fullname" .) .Values.existingSecret.name -}}
+{{- end -}}
+
+{{/* Labels (Kubernetes recommended labels) ----------------------------------------------- */}}
+
+{{/* The version label: the image tag (or appVersion), made a valid label value. */}}
+{{- define "product-proxy.version" -}}
+{{- default .Chart.AppVersion .Values.image.tag | replace "+" "_" | trunc 63 | trimSuffix "-" | trimSuffix "." | trimSuffix "_" -}}
+{{- end -}}
+
+{{/* Selector labels: immutable, so only name, instance and component. Argument: dict ctx component. */}}
+{{- define "product-proxy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "product-proxy.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Every object's labels. Argument: dict ctx component. */}}
+{{- define "product-proxy.labels" -}}
+{{ include "product-proxy.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "product-proxy.version" .ctx | quote }}
+app.kubernetes.io/part-of: {{ .ctx.Values.partOf }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+helm.sh/chart: {{ include "product-proxy.chart" .ctx }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Image ----------------------------------------------------------------------------------- */}}
+
+{{- define "product-proxy.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Monitoring ------------------------------------------------------------------------------ */}}
+
+{{/* "true" when the cluster (or helm template's --api-versions) has the Prometheus Operator API. */}}
+{{- define "product-proxy.monitoringApi" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" -}}true{{- end -}}
+{{- end -}}
+
+{{- define "product-proxy.serviceMonitor.render" -}}
+{{- if and .Values.serviceMonitor.enabled (or .Values.serviceMonitor.forceEnable (include "product-proxy.monitoringApi" .)) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "product-proxy.prometheusRule.render" -}}
+{{- if and .Values.prometheusRule.enabled (or .Values.prometheusRule.forceEnable (include "product-proxy.monitoringApi" .)) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Label matchers that select this release's series in PromQL (no braces). */}}
+{{- define "product-proxy.seriesSelector" -}}
+{{- if .Values.prometheusRule.seriesSelector -}}
+{{- .Values.prometheusRule.seriesSelector -}}
+{{- else -}}
+{{- printf "job=%q, namespace=%q" (include "product-proxy.fullname" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Checks across values that the schema cannot express; each fails with one clear line. */}}
+{{- define "product-proxy.validate" -}}
+{{- $c := .Values.config -}}
+{{- if le (float64 $c.lockTimeout) (float64 $c.upstreamTimeout) -}}
+{{- fail (printf "config.lockTimeout (%v) must be longer than config.upstreamTimeout (%v): a lock that expires mid-fetch lets a second replica fetch too" $c.lockTimeout $c.upstreamTimeout) -}}
+{{- end -}}
+{{- if and (eq .Values.redis.mode "url") (not .Values.existingSecret.name) (not .Values.secret.redisUrl) -}}
+{{- fail "redis.mode is url but secret.redisUrl is empty (set it, or use existingSecret, or redis.mode=none)" -}}
+{{- end -}}
+{{- if and (eq .Values.redis.mode "url") .Values.existingSecret.name (not .Values.existingSecret.keys.redisUrl) -}}
+{{- fail "redis.mode is url but existingSecret.keys.redisUrl is empty" -}}
+{{- end -}}
+{{- if and (eq .Values.redis.mode "sentinel") (not .Values.redis.sentinel.hosts) -}}
+{{- fail "redis.mode is sentinel but redis.sentinel.hosts is empty (host:port of each Sentinel)" -}}
+{{- end -}}
+{{- if and (ne .Values.redis.mode "url") .Values.secret.redisUrl -}}
+{{- fail (printf "secret.redisUrl is set but redis.mode is %s (set redis.mode=url)" .Values.redis.mode) -}}
+{{- end -}}
+{{- if and (ne .Values.redis.mode "sentinel") .Values.redis.sentinel.hosts -}}
+{{- fail (printf "redis.sentinel.hosts is set but redis.mode is %s (set redis.mode=sentinel)" .Values.redis.mode) -}}
+{{- end -}}
+{{- if and (ne .Values.redis.mode "sentinel") (or .Values.secret.redisPassword .Values.secret.redisSentinelPassword) -}}
+{{- fail "secret.redisPassword and secret.redisSentinelPassword are for redis.mode=sentinel (with redis.mode=url the password goes in secret.redisUrl)" -}}
+{{- end -}}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Container environment ------------------------------------------------------------------ */}}
+
+{{/* One env entry read from the Secret. Argument: dict ctx name key optional. */}}
+{{- define "product-proxy.secretEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "product-proxy.secretName" .ctx }}
+      key: {{ .key }}
+      {{- if .optional }}
+      optional: true
+      {{- end }}
+{{- end -}}
+
+{{/*
+Secret settings, as env entries. The chart's own Secret holds only the values that are set, so
+only those are referenced. An existing Secret is referenced by the configured key names: the
+1NCE credentials (and the Redis URL in url mode) must be there, the rest are optional.
+*/}}
+{{- define "product-proxy.secretEnvs" -}}
+{{- $mode := .Values.redis.mode -}}
+{{- $sentinel := eq $mode "sentinel" -}}
+{{- /* variable, values key, wanted in this mode, required in an existing Secret */ -}}
+{{- $items := list
+  (list "PROXY_CLIENT_ID" "clientId" true true)
+  (list "PROXY_CLIENT_SECRET" "clientSecret" true true)
+  (list "PROXY_API_KEYS" "apiKeys" true false)
+  (list "PROXY_ADMIN_TOKEN" "adminToken" true false)
+  (list "PROXY_REDIS_URL" "redisUrl" (eq $mode "url") true)
+  (list "PROXY_REDIS_PASSWORD" "redisPassword" $sentinel false)
+  (list "PROXY_REDIS_SENTINEL_PASSWORD" "redisSentinelPassword" $sentinel false) -}}
+{{- range $items -}}
+{{- $var := index . 0 -}}
+{{- $field := index . 1 -}}
+{{- if index . 2 -}}
+{{- if $.Values.existingSecret.name -}}
+{{- $key := index $.Values.existingSecret.keys $field -}}
+{{- if $key }}
+{{ include "product-proxy.secretEnv" (dict "ctx" $ "name" $var "key" $key "optional" (not (index . 3))) }}
+{{- end -}}
+{{- else if index $.Values.secret $field }}
+{{ include "product-proxy.secretEnv" (dict "ctx" $ "name" $var "key" (kebabcase $field)) }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The chart's Secret data: key (kebab-case of the values key) to value, only when set. */}}
+{{- define "product-proxy.secretData" -}}
+{{- $s := .Values.secret -}}
+{{- $mode := .Values.redis.mode -}}
+{{- $data := dict -}}
+{{- if $s.clientId }}{{ $_ := set $data "client-id" $s.clientId }}{{ end -}}
+{{- if $s.clientSecret }}{{ $_ := set $data "client-secret" $s.clientSecret }}{{ end -}}
+{{- if $s.apiKeys }}{{ $_ := set $data "api-keys" (join "," $s.apiKeys) }}{{ end -}}
+{{- if $s.adminToken }}{{ $_ := set $data "admin-token" $s.adminToken }}{{ end -}}
+{{- if and $s.redisUrl (eq $mode "url") }}{{ $_ := set $data "redis-url" $s.redisUrl }}{{ end -}}
+{{- if and $s.redisPassword (eq $mode "sentinel") }}{{ $_ := set $data "redis-password" $s.redisPassword }}{{ end -}}
+{{- if and $s.redisSentinelPassword (eq $mode "sentinel") }}{{ $_ := set $data "redis-sentinel-password" $s.redisSentinelPassword }}{{ end -}}
+{{- range $key, $value := $data }}
+{{ $key }}: {{ $value | b64enc }}
+{{- end -}}
+{{- end -}}
+
+{{/* A number as the service reads it: whole numbers without an exponent (1e+07). */}}
+{{- define "product-proxy.number" -}}
+{{- if eq (float64 .) (floor .) -}}{{ int64 . }}{{- else -}}{{ . }}{{- end -}}
+{{- end -}}
+
+{{/* Non-secret settings: the ConfigMap's data, PROXY_* name to string value. */}}
+{{- define "product-proxy.configData" -}}
+{{- $c := .Values.config -}}
+PROXY_PORT: {{ include "product-proxy.number" .Values.containerPort | quote }}
+PROXY_UPSTREAM_URL: {{ $c.upstreamUrl | quote }}
+PROXY_KEY_PREFIX: {{ $c.keyPrefix | quote }}
+PROXY_CACHE_TTL: {{ include "product-proxy.number" $c.cacheTtl | quote }}
+PROXY_STALE_TTL: {{ include "product-proxy.number" $c.staleTtl | quote }}
+PROXY_UPSTREAM_TIMEOUT: {{ include "product-proxy.number" $c.upstreamTimeout | quote }}
+PROXY_UPSTREAM_RETRIES: {{ include "product-proxy.number" $c.upstreamRetries | quote }}
+PROXY_LOCK_TIMEOUT: {{ include "product-proxy.number" $c.lockTimeout | quote }}
+PROXY_REDIS_TIMEOUT: {{ include "product-proxy.number" $c.redisTimeout | quote }}
+PROXY_TOKEN_REFRESH_MARGIN: {{ include "product-proxy.number" $c.tokenRefreshMargin | quote }}
+PROXY_LOG_LEVEL: {{ $c.logLevel | quote }}
+PROXY_LOG_FORMAT: {{ $c.logFormat | quote }}
+PROXY_ACCESS_LOG: {{ $c.accessLog | quote }}
+PROXY_ADMIN_REFRESH_INTERVAL: {{ include "product-proxy.number" $c.adminRefreshInterval | quote }}
+PROXY_WARMUP: {{ $c.warmup | quote }}
+PROXY_SHUTDOWN_DELAY: {{ include "product-proxy.number" .Values.shutdown.delaySeconds | quote }}
+PROXY_SHUTDOWN_GRACE: {{ include "product-proxy.number" .Values.shutdown.graceSeconds | quote }}
+{{- if eq .Values.redis.mode "sentinel" }}
+PROXY_REDIS_SENTINELS: {{ join "," .Values.redis.sentinel.hosts | quote }}
+PROXY_REDIS_SENTINEL_MASTER: {{ .Values.redis.sentinel.masterName | quote }}
+PROXY_REDIS_DB: {{ include "product-proxy.number" .Values.redis.sentinel.db | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Seconds the kubelet waits after SIGTERM: the service's delay and grace plus a margin. */}}
+{{- define "product-proxy.terminationGracePeriodSeconds" -}}
+{{- $s := .Values.shutdown -}}
+{{- add (ceil $s.delaySeconds) (ceil $s.graceSeconds) (ceil $s.marginSeconds) -}}
+{{- end -}}
