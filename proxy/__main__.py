@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
 from proxy.observability.logging import configure_logging
 from proxy.server import serve
-from proxy.settings import Settings, describe_errors
+from proxy.settings import Settings, describe_errors, uvloop_available
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.sandbox and (missing := settings.missing_credentials()):
         return _bad_settings(missing)
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings, sandbox=args.sandbox))
+    with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+        runner.run(serve(settings, sandbox=args.sandbox))
     return 0
+
+
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Return the event loop factory for ``choice`` (None: asyncio's own)."""
+    if choice == "asyncio" or not uvloop_available():
+        return None
+    import uvloop  # noqa: PLC0415 - optional: not built for every platform
+
+    return uvloop.new_event_loop
 
 
 def _bad_settings(lines: list[str]) -> int:

@@ -31,11 +31,10 @@ from proxy.upstream.token import SharedTokens, TokenProvider
 from proxy.upstream.token_store import RedisTokens
 from proxy.web import admin
 from proxy.web.api import get_product, list_categories, list_products
-from proxy.web.auth import api_key_middleware
 from proxy.web.health import healthz, readyz
 from proxy.web.metrics import metrics as metrics_handler
-from proxy.web.middleware import request_middleware
 from proxy.web.openapi import OPENAPI, load_document, openapi_document
+from proxy.web.pipeline import RequestPipeline
 from proxy.web.prepared import PreparedResponses
 from proxy.web.products import PREPARED, upstream_products
 
@@ -61,11 +60,7 @@ BACKPLANE = web.AppKey("backplane", Backplane)
 def create_app(settings: Settings) -> web.Application:
     """Build the service; resources open on startup and close on cleanup, in order."""
     metrics = Metrics()
-    middlewares = [request_middleware(settings.access_log, metrics)]
-    if settings.api_keys:
-        middlewares.append(api_key_middleware(settings.api_keys))
     app = web.Application(
-        middlewares=middlewares,
         handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE},
     )
     app[SETTINGS] = settings
@@ -85,8 +80,10 @@ def create_app(settings: Settings) -> web.Application:
         ("GET", "/metrics", metrics_handler),
         ("POST", "/admin/refresh", admin.refresh),
     )
-    for method, path, handler in routes:
-        app.router.add_route(method, path, handler)
+    pipeline = RequestPipeline(
+        access_log=settings.access_log, metrics=metrics, api_keys=settings.api_keys
+    )
+    pipeline.add_routes(app.router, routes)
     return app
 
 

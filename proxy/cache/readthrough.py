@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 
@@ -51,9 +50,11 @@ class Outcome(StrEnum):
     STALE = "stale"
 
 
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """An entry to serve, how it was obtained, and its age and freshness left at that moment."""
+class Lookup(NamedTuple):
+    """An entry to serve, how it was obtained, and its age and freshness left at that moment.
+
+    A named tuple: one is made for every request, and it is the cheapest immutable record.
+    """
 
     entry: CatalogEntry
     outcome: Outcome
@@ -93,6 +94,7 @@ class CatalogCache:
         self._store = store
         self._key = key
         self._freshness = freshness
+        self._ttl = freshness.ttl
         self._loader = loader
         self._coordinator: Coordinator = coordinator or LocalCoordinator()
         self._max_wait = max_wait
@@ -131,6 +133,14 @@ class CatalogCache:
 
     async def get(self) -> Lookup:
         """Return a servable entry, loading one only when nothing usable is cached."""
+        # The cache hit, inline: it runs for every request the proxy answers.
+        local = self._local
+        if local is not None and not self._shared_changed:
+            # Freshness's arithmetic, unrolled (an age is never negative, whatever the clocks).
+            age = max(self._clock() - local.fetched_at, 0.0)
+            if age < self._ttl:
+                self._metrics.lookup("hit")
+                return Lookup(local, Outcome.HIT, age, self._ttl - age)
         try:
             lookup = await self._get()
         except Exception:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import platform
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from proxy import __version__
@@ -17,10 +25,13 @@ NAMESPACE = "product_proxy"
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# The "le" label values of HTTP_BUCKETS, as prometheus_client writes them (1 -> "1.0").
+HTTP_LE = (*(repr(float(bound)) for bound in HTTP_BUCKETS), "+Inf")
 UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-# Label values come from fixed sets only, so a caller can never grow the series count.
-MAX_CACHED_CHILDREN = 1024
+# Label values come from fixed sets only, so a caller can never grow the series count: other
+# methods are counted as "other", routes are templates, statuses are the service's own.
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+LOOKUP_RESULTS = ("hit", "miss", "stale", "collapsed", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +76,82 @@ class _StateCollector:
             )
 
 
+class _Timing:
+    """One duration histogram series: observations per bucket (not cumulative) and their sum."""
+
+    __slots__ = ("buckets", "created", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(HTTP_BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0
+        self.created = time.time()
+
+
+class _Requests:
+    """One request counter series and the duration series it feeds."""
+
+    __slots__ = ("count", "created", "timing")
+
+    def __init__(self, timing: _Timing) -> None:
+        self.count = 0
+        self.timing = timing
+        self.created = time.time()
+
+
+class _HotPathCollector:
+    """Request counts and durations and cache lookups, kept as plain numbers between scrapes.
+
+    These move on every request, cache hits included, where prometheus_client's labelled
+    children (a lock and several calls per update) cost more than the rest of the hit path
+    (README, "Speed"). The event loop is the only writer and scrapes run on it too, so plain
+    integers are safe; the exposition is the same as Counter and Histogram would give.
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int], _Requests] = {}
+        self.timings: dict[tuple[str, str], _Timing] = {}
+        self.lookups = dict.fromkeys(LOOKUP_RESULTS, 0)
+        self.lookups_created = time.time()
+
+    def series(self, route: str, method: str, status: int) -> _Requests:
+        timing = self.timings.get((route, method))
+        if timing is None:
+            timing = self.timings[route, method] = _Timing()
+        series = self.requests[route, method, status] = _Requests(timing)
+        return series
+
+    def collect(self) -> Iterable[Metric]:
+        requests = CounterMetricFamily(
+            f"{NAMESPACE}_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            labels=["route", "method", "status"],
+        )
+        for (route, method, status), series in list(self.requests.items()):
+            requests.add_metric([route, method, str(status)], series.count, series.created)
+        durations = HistogramMetricFamily(
+            f"{NAMESPACE}_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            labels=["route", "method"],
+        )
+        for (route, method), timing in list(self.timings.items()):
+            cumulative = accumulate(timing.buckets)
+            durations.add_metric(
+                [route, method], list(zip(HTTP_LE, cumulative, strict=True)), timing.total
+            )
+            # As prometheus_client's own Histogram exposes it.
+            durations.add_sample(
+                f"{durations.name}_created", {"route": route, "method": method}, timing.created
+            )
+        lookups = CounterMetricFamily(
+            f"{NAMESPACE}_cache_lookups",
+            "Catalog lookups by result: hit, miss, stale, collapsed, error.",
+            labels=["result"],
+        )
+        for result, count in self.lookups.items():
+            lookups.add_metric([result], count, self.lookups_created)
+        yield from (requests, durations, lookups)
+
+
 class Metrics:
     """Every metric the service exports, with one method per event that moves them."""
 
@@ -72,28 +159,8 @@ class Metrics:
         """Create the metrics on a new registry."""
         self.registry = CollectorRegistry()
         registry = self.registry
-        self._requests = Counter(
-            "http_requests",
-            "HTTP requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self._request_seconds = Histogram(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP request.",
-            ["route", "method"],
-            namespace=NAMESPACE,
-            registry=registry,
-            buckets=HTTP_BUCKETS,
-        )
-        self._lookups = Counter(
-            "cache_lookups",
-            "Catalog lookups by result: hit, miss, stale, collapsed, error.",
-            ["result"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
+        self._hot = _HotPathCollector()
+        registry.register(self._hot)
         self._upstream = Counter(
             "upstream_requests",
             "Requests sent to the 1NCE API, by endpoint and outcome.",
@@ -138,9 +205,6 @@ class Metrics:
             registry=registry,
         )
         build.labels(__version__, platform.python_version()).set(1)
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        # Results come from the cache's own fixed set (hit, miss, stale, collapsed, error).
-        self._lookup_children: dict[str, Counter] = {}
         self._state = _StateCollector()
         registry.register(self._state)
 
@@ -157,28 +221,21 @@ class Metrics:
         self._state.redis_up = source
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count an answered HTTP request."""
-        key = (route, method, status)
-        children = self._request_children.get(key)
-        if children is None:
-            # Looking the labelled children up once per label set keeps the hit path cheap;
-            # the set is bounded (route templates, fixed methods, status codes).
-            label = method if method in METHODS else "other"
-            children = (
-                self._requests.labels(route, label, str(status)),
-                self._request_seconds.labels(route, label),
-            )
-            if len(self._request_children) < MAX_CACHED_CHILDREN:
-                self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        """Count an answered HTTP request and how long it took."""
+        if method not in METHODS:
+            method = "other"
+        series = self._hot.requests.get((route, method, status))
+        if series is None:
+            series = self._hot.series(route, method, status)
+        series.count += 1
+        timing = series.timing
+        timing.total += seconds
+        # Prometheus buckets are upper bounds ("le"): the first bound >= seconds takes it.
+        timing.buckets[bisect_left(HTTP_BUCKETS, seconds)] += 1
 
     def lookup(self, result: str) -> None:
-        """Count a catalog lookup by how it was answered."""
-        child = self._lookup_children.get(result)
-        if child is None:
-            child = self._lookup_children[result] = self._lookups.labels(result)
-        child.inc()
+        """Count a catalog lookup by how it was answered (one of ``LOOKUP_RESULTS``)."""
+        self._hot.lookups[result] += 1
 
     def upstream(self, endpoint: str, outcome: str, seconds: float) -> None:
         """Count a request to the 1NCE API and how long it took."""

@@ -1,1 +1,1 @@
-"""The HTTP face of the service: handlers, middlewares and route table."""
+"""The HTTP face of the service: handlers, the request pipeline around them, errors."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from pydantic import SecretStr
 
 from proxy.web.errors import json_error
@@ -35,19 +34,3 @@ def bearer_matches(authorization: str | None, secrets: tuple[SecretStr, ...]) ->
 def unauthorized(message: str) -> web.Response:
     """Build a 401 JSON error with the Bearer challenge."""
     return json_error(401, "unauthorized", message, headers=_CHALLENGE)
-
-
-def api_key_middleware(keys: tuple[SecretStr, ...]) -> Middleware:
-    """Require one of ``keys`` on ``/api/*`` and ``/v1/*``; with no keys, let everything pass."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if (
-            keys
-            and request.path.startswith(PROTECTED_PREFIXES)
-            and not bearer_matches(request.headers.get("Authorization"), keys)
-        ):
-            return unauthorized("a valid API key is required: Authorization: Bearer <key>")
-        return await handler(request)
-
-    return middleware

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import hdrs
 from pydantic import SecretStr
 
+from proxy.web.pipeline import UNMATCHED
 from tests.conftest import MakeProxy
 from tests.processes import ProxyProcess
 from tests.support import REPO_ROOT, clean_env
@@ -185,7 +186,9 @@ async def test_document_and_router_list_the_same_operations(make_proxy: MakeProx
     registered = {
         (route.method.lower(), route.resource.canonical)
         for route in client.app.router.routes()
-        if route.method != hdrs.METH_HEAD and route.resource is not None
+        if route.method != hdrs.METH_HEAD
+        and route.resource is not None
+        and route.resource.name != UNMATCHED
     }
     document = json.loads(DOCUMENT.read_bytes())
     methods = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
