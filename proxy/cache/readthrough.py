@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from enum import StrEnum
@@ -101,6 +102,8 @@ class CatalogCache:
         self._metrics = metrics or Metrics()
         self._clock = clock
         self._local: CatalogEntry | None = None
+        self._hit_memo: Lookup | None = None
+        self._memo_from = self._memo_until = 0.0
         self._shared_changed = False
         self._flight: SingleFlight[CatalogEntry] = SingleFlight()
         self._reads: SingleFlight[bytes | None] = SingleFlight()
@@ -131,16 +134,41 @@ class CatalogCache:
         """Note that another replica stored a new entry: the next lookup reads the store."""
         self._shared_changed = True
 
+    def hit(self) -> Lookup | None:
+        """Return the in-process entry if it is fresh, else None (then ``get`` must be awaited).
+
+        This is the cache hit, without a coroutine: it runs for every request answered. While
+        the whole seconds of age and of freshness left stay the same, the same Lookup object
+        is returned, so what is prepared from one (headers, bodies) is reused by identity.
+        """
+        local = self._local
+        if local is None or self._shared_changed:
+            return None
+        now = self._clock()
+        memo = self._hit_memo
+        if memo is not None and memo.entry is local and self._memo_from < now < self._memo_until:
+            self._metrics.lookup("hit")
+            return memo
+        age = now - local.fetched_at
+        if age >= self._ttl:
+            return None
+        self._metrics.lookup("hit")
+        if age < 0:
+            # Another replica's clock is ahead: serve with age 0, but memoize nothing.
+            return Lookup(local, Outcome.HIT, 0.0, self._ttl)
+        lookup = Lookup(local, Outcome.HIT, age, self._ttl - age)
+        # The span of ages around this one with the same int(age) and int(ttl - age).
+        whole_left = math.floor(self._ttl - age)
+        self._memo_from = local.fetched_at + max(math.floor(age), self._ttl - whole_left - 1)
+        self._memo_until = local.fetched_at + min(math.floor(age) + 1, self._ttl - whole_left)
+        self._hit_memo = lookup
+        return lookup
+
     async def get(self) -> Lookup:
         """Return a servable entry, loading one only when nothing usable is cached."""
-        # The cache hit, inline: it runs for every request the proxy answers.
-        local = self._local
-        if local is not None and not self._shared_changed:
-            # Freshness's arithmetic, unrolled (an age is never negative, whatever the clocks).
-            age = max(self._clock() - local.fetched_at, 0.0)
-            if age < self._ttl:
-                self._metrics.lookup("hit")
-                return Lookup(local, Outcome.HIT, age, self._ttl - age)
+        hit = self.hit()
+        if hit is not None:
+            return hit
         try:
             lookup = await self._get()
         except Exception:

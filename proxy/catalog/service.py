@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,14 +25,6 @@ class CatalogStatus:
 
     servable: bool
     report: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A lookup and the simplified view of the catalog version it found."""
-
-    lookup: Lookup
-    view: CatalogView
 
 
 class RefreshTooSoonError(Exception):
@@ -62,6 +54,8 @@ class CatalogService:
     ) -> None:
         """Serve from ``cache``; ``upstream`` and ``tokens`` are only asked for their state."""
         self._cache = cache
+        # The cache's own method, not one wrapping it: it runs for every request answered.
+        self.hit: Callable[[], Lookup | None] = cache.hit
         self._upstream = upstream
         self._tokens = tokens
         self._admin_gate = admin_gate
@@ -78,11 +72,6 @@ class CatalogService:
         """Return the catalog as the upstream sent it, from cache when possible."""
         # The cache's coroutine itself, not one wrapping it: one frame less on every hit.
         return self._cache.get()
-
-    async def snapshot(self) -> Snapshot:
-        """Return the cached catalog with its simplified view."""
-        lookup = await self._cache.get()
-        return Snapshot(lookup, self._view_of(lookup))
 
     async def refresh(self) -> Lookup:
         """Fetch the catalog now (coalesced with any fetch in flight)."""
@@ -107,7 +96,8 @@ class CatalogService:
         logger.info("catalog_refresh_started", reason="admin")
         return await self._cache.refresh()
 
-    def _view_of(self, lookup: Lookup) -> CatalogView:
+    def view_of(self, lookup: Lookup) -> CatalogView:
+        """Return the simplified view of the catalog version ``lookup`` found."""
         etag = lookup.entry.etag
         cached = self._view
         if cached is not None and cached[0] == etag:

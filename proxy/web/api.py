@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from proxy.appkeys import CATALOG
 from proxy.cache.readthrough import Lookup, Outcome
 from proxy.catalog.query import QueryError, parse_query
-from proxy.web.caching import derived_etag, etag_matches
+from proxy.web.caching import cache_headers, derived_etag, etag_matches
 from proxy.web.errors import json_error
+from proxy.web.prepared import Ready
 from proxy.web.products import PREPARED
 
 MAX_PRODUCT_ID = 2**63 - 1
@@ -40,25 +42,28 @@ def _no_query(request: web.Request) -> None:
         )
 
 
-def _respond(request: web.Request, lookup: Lookup, build: Callable[[], bytes]) -> web.Response:
-    """Answer with ``{<members from build>, "catalog": {...}}``, reusing prepared bytes.
+def _respond(request: web.Request, lookup: Lookup, members: Callable[[], bytes]) -> web.Response:
+    """Answer with ``{<members>, "catalog": {...}}``, built once per Lookup, path and query.
 
-    ``build`` returns the JSON members before the catalog block (without braces) and is
+    ``members`` returns the JSON members before the catalog block (without braces) and is
     called once per catalog version, path and query; the catalog block, whose age changes
-    every second, is added per request.
+    every second, is added when the answer is built for a new Lookup.
     """
     prepared = request.app[PREPARED]
-    key = (lookup.entry.etag, request.path, request.query_string)
+    key = (request.path, request.query_string)
 
-    def make() -> tuple[bytes, str]:
-        return build(), derived_etag(*key)
+    def make() -> Ready:
+        body_key = (lookup.entry.etag, *key)
+        built, etag = prepared.api_body(body_key, lambda: (members(), derived_etag(*body_key)))
+        headers = CIMultiDict(cache_headers(lookup, etag))
+        headers["Content-Type"] = _JSON
+        body = b'{%s,"catalog":%s}' % (built, prepared.catalog_block(lookup))
+        return Ready(body, headers, headers, etag)
 
-    members, etag = prepared.api_body(key, make)
-    headers = prepared.headers(lookup, etag, (("Content-Type", _JSON),))
-    if etag_matches(request.headers.get("If-None-Match"), etag):
-        return web.Response(status=304, headers=headers)
-    body = b'{%s,"catalog":%s}' % (members, prepared.catalog_block(lookup))
-    return web.Response(body=body, headers=headers)
+    ready = prepared.ready(lookup, key, make)
+    if etag_matches(request.headers.get("If-None-Match"), ready.etag):
+        return web.Response(status=304, headers=ready.not_modified)
+    return web.Response(body=ready.body, headers=ready.headers)
 
 
 def _dumps(value: object) -> bytes:
@@ -68,14 +73,15 @@ def _dumps(value: object) -> bytes:
 async def list_products(request: web.Request) -> web.Response:
     """Serve the simplified catalog, filtered and sorted as the query asks."""
     query = request.app[PREPARED].query(request.query_string, lambda: parse_query(request.query))
-    snapshot = await request.app[CATALOG].snapshot()
+    catalog = request.app[CATALOG]
+    lookup = catalog.hit() or await catalog.lookup()
 
-    def build() -> bytes:
-        products = snapshot.view.select(query)
+    def members() -> bytes:
+        products = catalog.view_of(lookup).select(query)
         listed = _dumps([product.to_json() for product in products])
         return b'"products":%s,"count":%d' % (listed, len(products))
 
-    return _respond(request, snapshot.lookup, build)
+    return _respond(request, lookup, members)
 
 
 async def get_product(request: web.Request) -> web.Response:
@@ -84,20 +90,24 @@ async def get_product(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 0 < int(raw) <= MAX_PRODUCT_ID):
         raise QueryError("id", "a positive integer below 2^63", raw)
-    snapshot = await request.app[CATALOG].snapshot()
-    product = snapshot.view.by_id.get(int(raw))
+    catalog = request.app[CATALOG]
+    lookup = catalog.hit() or await catalog.lookup()
+    product = catalog.view_of(lookup).by_id.get(int(raw))
     if product is None:
         return json_error(404, "not_found", f"no product with id {int(raw)}")
     found = product
-    return _respond(request, snapshot.lookup, lambda: b'"product":' + _dumps(found.to_json()))
+    return _respond(request, lookup, lambda: b'"product":' + _dumps(found.to_json()))
 
 
 async def list_categories(request: web.Request) -> web.Response:
     """Serve every category with its product count (zero counts included)."""
     _no_query(request)
-    snapshot = await request.app[CATALOG].snapshot()
-    categories = [
-        {"category": category.value, "count": count}
-        for category, count in snapshot.view.category_counts
-    ]
-    return _respond(request, snapshot.lookup, lambda: b'"categories":' + _dumps(categories))
+    catalog = request.app[CATALOG]
+    lookup = catalog.hit() or await catalog.lookup()
+    view = catalog.view_of(lookup)
+
+    def members() -> bytes:
+        counts = [{"category": c.value, "count": n} for c, n in view.category_counts]
+        return b'"categories":' + _dumps(counts)
+
+    return _respond(request, lookup, members)

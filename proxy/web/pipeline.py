@@ -16,6 +16,7 @@ import time
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from multidict import istr
 from pydantic import SecretStr
 
 from proxy.observability.logging import REQUEST_ID
@@ -23,7 +24,8 @@ from proxy.observability.metrics import Metrics
 from proxy.web.auth import PROTECTED_PREFIXES, bearer_matches, unauthorized
 from proxy.web.errors import error_response
 
-REQUEST_ID_HEADER = "X-Request-ID"
+# istr: a header name multidict looks up without case-folding it each time.
+REQUEST_ID_HEADER = istr("X-Request-ID")
 # A caller's id is echoed and logged, so only short, plain ones are taken as they are.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SLOW_REQUEST_SECONDS = 1.0

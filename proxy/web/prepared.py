@@ -1,7 +1,9 @@
-"""Per-catalog-version work done once, not per request: gzip bodies, headers, API bodies.
+"""Work done once, not per request: gzip bodies, API bodies, and whole answers per second.
 
-Everything here is keyed by the entry's ETag (one catalog version), so a new version simply
-misses and rebuilds; the caches are small and bounded.
+Bodies are keyed by the entry's ETag (one catalog version), so a new version simply misses and
+rebuilds. Finished answers (body, headers, ETag) are kept per Lookup object: the cache hands
+out the same Lookup while the whole seconds of age and freshness stay the same, so a cache hit
+finds its answer by identity. Everything is small and bounded.
 """
 
 from __future__ import annotations
@@ -10,17 +12,29 @@ import gzip
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, NamedTuple
 
 from proxy.cache.entry import CatalogEntry
 from proxy.cache.readthrough import Lookup, Outcome
 from proxy.catalog.query import ProductQuery
-from proxy.web.caching import cache_headers
+
+if TYPE_CHECKING:
+    from multidict import CIMultiDict
 
 GZIP_LEVEL = 6
 # Distinct API representations kept per process (path and query string per version).
 MAX_API_BODIES = 256
-# Header sets kept: a few per second of catalog age is all a hit path ever needs.
-MAX_HEADER_SETS = 64
+# Finished answers kept for one Lookup (representations asked for within one second).
+MAX_READY = 256
+
+
+class Ready(NamedTuple):
+    """A finished answer: body, headers for 200 and for 304, and the ETag to match."""
+
+    body: bytes
+    headers: CIMultiDict[str]
+    not_modified: CIMultiDict[str]
+    etag: str
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -51,10 +65,27 @@ class PreparedResponses:
     def __init__(self) -> None:
         """Start empty."""
         self._gzip: tuple[str, bytes] | None = None
-        self._headers: OrderedDict[tuple[object, ...], dict[str, str]] = OrderedDict()
         self._api: OrderedDict[tuple[str, str, str], tuple[bytes, str]] = OrderedDict()
         self._fetched_at: tuple[str, bytes] | None = None
         self._queries: OrderedDict[str, ProductQuery] = OrderedDict()
+        self._ready_for: Lookup | None = None
+        self._ready: dict[object, Ready] = {}
+
+    def ready(self, lookup: Lookup, key: object, build: Callable[[], Ready]) -> Ready:
+        """Return the answer ``key`` names for ``lookup``, built by ``build`` once per Lookup.
+
+        The headers in a Ready are shared: callers must not change them (aiohttp copies them
+        into each response).
+        """
+        if lookup is not self._ready_for:
+            self._ready_for = lookup
+            self._ready = {}
+        found = self._ready.get(key)
+        if found is None:
+            found = build()
+            if len(self._ready) < MAX_READY:
+                self._ready[key] = found
+        return found
 
     def query(self, query_string: str, parse: Callable[[], ProductQuery]) -> ProductQuery:
         """Parse a list query once per distinct query string (bad ones are never kept)."""
@@ -74,32 +105,6 @@ class PreparedResponses:
         body = gzip.compress(entry.body, GZIP_LEVEL, mtime=0)
         self._gzip = (entry.etag, body)
         return body
-
-    def headers(
-        self, lookup: Lookup, etag: str, extra: tuple[tuple[str, str], ...]
-    ) -> dict[str, str]:
-        """Cache headers plus ``extra``, built once per distinct whole-second state.
-
-        The returned dict is shared: callers must not change it (aiohttp copies it into
-        each response).
-        """
-        key = (
-            etag,
-            lookup.outcome,
-            lookup.collapsed,
-            int(lookup.age),
-            int(lookup.ttl_left),
-            lookup.ttl_left > 0,
-            extra,
-        )
-        found = self._headers.get(key)
-        if found is None:
-            found = cache_headers(lookup, etag)
-            found.update(extra)
-            self._headers[key] = found
-            if len(self._headers) > MAX_HEADER_SETS:
-                self._headers.popitem(last=False)
-        return found
 
     def api_body(
         self, key: tuple[str, str, str], build: Callable[[], tuple[bytes, str]]

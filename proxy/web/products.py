@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from proxy.appkeys import CATALOG
-from proxy.web.caching import etag_matches
-from proxy.web.prepared import PreparedResponses, accepts_gzip
+from proxy.cache.readthrough import Lookup
+from proxy.web.caching import cache_headers, etag_matches
+from proxy.web.prepared import PreparedResponses, Ready, accepts_gzip
 
 PREPARED = web.AppKey("prepared_responses", PreparedResponses)
 
@@ -14,26 +16,32 @@ PREPARED = web.AppKey("prepared_responses", PreparedResponses)
 async def upstream_products(request: web.Request) -> web.Response:
     """Serve the upstream's own body and content type, with cache headers, 304 and gzip.
 
-    The hit path does no JSON work and no I/O: the body is the cached bytes (or their gzip
-    variant, compressed once per catalog version) and the headers are reused within a second.
+    The hit path does no JSON work and no I/O: the answer (body, or its gzip variant
+    compressed once per catalog version, and headers) is built once per Lookup, which the
+    cache reuses for a whole second.
     """
-    lookup = await request.app[CATALOG].lookup()
+    app = request.app
+    catalog = app[CATALOG]
+    lookup = catalog.hit() or await catalog.lookup()
+    prepared = app[PREPARED]
+    headers = request.headers
+    gzipped = accepts_gzip(headers.get(hdrs.ACCEPT_ENCODING))
+    ready = prepared.ready(lookup, gzipped, lambda: _build(lookup, prepared, gzipped=gzipped))
+    if_none_match = headers.get(hdrs.IF_NONE_MATCH)
+    if if_none_match and etag_matches(if_none_match, ready.etag):
+        return web.Response(status=304, headers=ready.not_modified)
+    return web.Response(body=ready.body, headers=ready.headers)
+
+
+def _build(lookup: Lookup, prepared: PreparedResponses, *, gzipped: bool) -> Ready:
     entry = lookup.entry
-    prepared = request.app[PREPARED]
-    gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
     # A different coding is a different representation, so it gets its own strong ETag.
     etag = f'{entry.etag[:-1]}-gzip"' if gzipped else entry.etag
-    if etag_matches(request.headers.get("If-None-Match"), etag):
-        headers = prepared.headers(lookup, etag, (("Vary", "Accept-Encoding"),))
-        return web.Response(status=304, headers=headers)
-    extra: tuple[tuple[str, str], ...]
+    not_modified = CIMultiDict(cache_headers(lookup, etag))
+    not_modified["Vary"] = "Accept-Encoding"
+    headers = not_modified.copy()
+    headers["Content-Type"] = entry.content_type
     if gzipped:
-        extra = (
-            ("Content-Type", entry.content_type),
-            ("Content-Encoding", "gzip"),
-            ("Vary", "Accept-Encoding"),
-        )
-        headers = prepared.headers(lookup, etag, extra)
-        return web.Response(body=prepared.gzipped(entry), headers=headers)
-    extra = (("Content-Type", entry.content_type), ("Vary", "Accept-Encoding"))
-    return web.Response(body=entry.body, headers=prepared.headers(lookup, entry.etag, extra))
+        headers["Content-Encoding"] = "gzip"
+        return Ready(prepared.gzipped(entry), headers, not_modified, etag)
+    return Ready(entry.body, headers, not_modified, etag)

@@ -451,3 +451,62 @@ async def test_properties(cache: CatalogCache, store: CountingStore) -> None:
     assert not cache.refreshing
     assert cache.store is store
     assert cache.freshness == Freshness(ttl=TTL, stale_ttl=STALE_TTL)
+
+
+async def test_hit_reuses_one_lookup_while_its_whole_seconds_hold(
+    cache: CatalogCache, clock: FakeClock
+) -> None:
+    assert cache.hit() is None  # nothing cached yet: the caller must await get()
+    await cache.get()
+    clock.advance(10.25)
+    first = cache.hit()
+    assert first is not None
+    assert (first.outcome, int(first.age), int(first.ttl_left)) == (Outcome.HIT, 10, 289)
+    clock.advance(0.5)  # age 10.75: same whole seconds, same object
+    assert cache.hit() is first
+    clock.advance(0.5)  # age 11.25: a new second, a new Lookup
+    second = cache.hit()
+    assert second is not None
+    assert second is not first
+    assert (int(second.age), int(second.ttl_left)) == (11, 288)
+    assert await cache.get() is second  # get() takes the same path
+
+
+@pytest.mark.parametrize("ttl", [1.5, 2.0, 300.0, 300.7])
+async def test_a_reused_lookup_always_tells_the_exact_whole_seconds(
+    store: CountingStore, loader: Loader, clock: FakeClock, ttl: float
+) -> None:
+    catalog = CatalogCache(
+        store=store,
+        key=KEY,
+        freshness=Freshness(ttl=ttl, stale_ttl=STALE_TTL),
+        loader=loader,
+        clock=clock,
+    )
+    fetched = (await catalog.get()).entry.fetched_at
+    step = 0.05
+    while (age := clock.now - fetched) < ttl + 1:
+        lookup = catalog.hit()
+        if age >= ttl:
+            assert lookup is None, age
+        else:
+            assert lookup is not None, age
+            # Every consumer (Age, Cache-Status ttl, max-age, catalog block) reads these.
+            assert int(lookup.age) == int(age), age
+            assert int(lookup.ttl_left) == int(ttl - age), age
+        clock.advance(step)
+    await catalog.close()
+
+
+async def test_hit_with_a_clock_behind_the_entry_says_age_zero(
+    cache: CatalogCache, clock: FakeClock
+) -> None:
+    await cache.get()
+    clock.advance(-5)  # another replica's clock was ahead when it fetched
+    lookup = cache.hit()
+    assert lookup is not None
+    assert (lookup.age, lookup.ttl_left) == (0.0, TTL)
+    clock.advance(6)
+    later = cache.hit()
+    assert later is not None
+    assert int(later.age) == 1
