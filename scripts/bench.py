@@ -47,14 +47,16 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 CLIENT_ID = "sandbox-client"
+PATHS = ("/v1/products", "/api/v1/products")
 CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the emulator's published demo credential
 
-MINIMAL_APP = '''
+MINIMAL_APP = """
 import sys
 from aiohttp import web
 
 def main() -> None:
-    port, products, api = int(sys.argv[1]), open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
+    port = int(sys.argv[1])
+    products, api = open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
 
     async def v1(request: web.Request) -> web.Response:
         return web.Response(body=products, content_type="application/json")
@@ -72,7 +74,7 @@ def main() -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=loop)
 
 main()
-'''
+"""
 
 NGINX_CONF = """
 daemon off;
@@ -116,7 +118,7 @@ class Load:
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on right now."""
+    """Return a loopback port nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -153,7 +155,9 @@ def rss_kib(pid: int) -> int:
 
 
 @contextmanager
-def process(argv: Sequence[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    argv: Sequence[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``argv`` for the duration of the block; always stopped and reaped."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
     full_env.update(env or {})
@@ -175,17 +179,36 @@ def process(argv: Sequence[str], env: dict[str, str] | None = None) -> Iterator[
 def wrk(url: str, *, seconds: float, connections: int) -> Load:
     """Run wrk (one thread) against ``url``; parse its summary."""
     out = subprocess.run(  # noqa: S603 - wrk from PATH with our own arguments
-        [shutil.which("wrk") or "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url],
-        capture_output=True, text=True, check=True,
+        [
+            shutil.which("wrk") or "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--latency",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(_found(r"Requests/sec:\s+([\d.]+)", out))
+    requests = int(_found(r"(\d+) requests in", out))
     errors_match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
     errors = int(errors_match.group(1)) if errors_match else 0
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
     return Load(rps, _millis(out, "50%"), _millis(out, "99%"), requests, errors)
+
+
+def _found(pattern: str, out: str) -> str:
+    """Return the first group of ``pattern`` in wrk's output; fail loudly without it."""
+    match = re.search(pattern, out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no {pattern!r}:\n{out}")
+    return match.group(1)
 
 
 def _millis(out: str, percentile: str) -> float:
@@ -197,7 +220,7 @@ def _millis(out: str, percentile: str) -> float:
 
 
 def sandbox_stats(url: str) -> dict[str, object]:
-    """The emulator's counters."""
+    """Return the emulator's counters."""
     stats: dict[str, object] = json.loads(get(f"{url}/_sandbox/stats"))
     return stats
 
@@ -205,7 +228,9 @@ def sandbox_stats(url: str) -> dict[str, object]:
 def sandbox_faults(url: str, **faults: object) -> None:
     """Set the emulator's faults (all others off)."""
     request = urllib.request.Request(  # noqa: S310 - loopback
-        f"{url}/_sandbox/faults", data=json.dumps(faults).encode(), method="POST",
+        f"{url}/_sandbox/faults",
+        data=json.dumps(faults).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     urllib.request.urlopen(request, timeout=5).close()  # noqa: S310 - loopback
@@ -223,8 +248,11 @@ def start_sandbox(stack: ExitStack) -> str:
 def proxy_env(upstream: str, port: int, **extra: str) -> dict[str, str]:
     """Environment for a proxy in front of the sandbox: default settings otherwise."""
     env = {
-        "PROXY_UPSTREAM_URL": upstream, "PROXY_CLIENT_ID": CLIENT_ID,
-        "PROXY_CLIENT_SECRET": CLIENT_SECRET, "PROXY_HOST": "127.0.0.1", "PROXY_PORT": str(port),
+        "PROXY_UPSTREAM_URL": upstream,
+        "PROXY_CLIENT_ID": CLIENT_ID,
+        "PROXY_CLIENT_SECRET": CLIENT_SECRET,
+        "PROXY_HOST": "127.0.0.1",
+        "PROXY_PORT": str(port),
     }
     env.update(extra)
     return env
@@ -240,8 +268,11 @@ def uses_uvloop() -> bool:
 
 
 def section_throughput(args: argparse.Namespace) -> None:
-    """Part 1: proxy vs minimal aiohttp vs nginx."""
-    print(f"\n== 1. warm-cache throughput: wrk -t1 -c{args.connections} -d{args.seconds}s, loopback")
+    """Part 1: proxy vs minimal aiohttp vs nginx, in alternating rounds."""
+    print(
+        f"\n== 1. warm-cache throughput: wrk -t1 -c{args.connections} -d{args.seconds:g}s, "
+        f"loopback, {args.rounds} alternating rounds, median shown"
+    )
     with ExitStack() as stack:
         upstream = start_sandbox(stack)
         port = free_port()
@@ -258,48 +289,83 @@ def section_throughput(args: argparse.Namespace) -> None:
         (workdir / "api.json").write_bytes(simplified)
         minimal_port = free_port()
         loop = "uvloop" if uses_uvloop() else "asyncio"
-        stack.enter_context(process([
-            PYTHON, str(workdir / "minimal.py"), str(minimal_port),
-            str(workdir / "products.json"), str(workdir / "api.json"), loop,
-        ]))
+        minimal_argv = [
+            PYTHON,
+            str(workdir / "minimal.py"),
+            str(minimal_port),
+            str(workdir / "products.json"),
+            str(workdir / "api.json"),
+            loop,
+        ]
+        stack.enter_context(process(minimal_argv))
         minimal = f"http://127.0.0.1:{minimal_port}"
         wait_http(f"{minimal}/v1/products")
 
         nginx_url = start_nginx(stack, workdir, upstream) if shutil.which("nginx") else None
 
-        rows: list[tuple[str, str, Load]] = []
-        for path in ("/v1/products", "/api/v1/products"):
+        runs: dict[tuple[str, str], list[Load]] = {}
+        for path in PATHS:
             targets = [("proxy", base), ("minimal aiohttp", minimal)]
             if nginx_url and path == "/v1/products":
                 targets.append(("nginx proxy_cache", nginx_url))
-            for name, url in targets:
+            for _, url in targets:
                 wrk(f"{url}{path}", seconds=2, connections=args.connections)  # warm-up
-                rows.append((path, name, wrk(f"{url}{path}", seconds=args.seconds,
-                                             connections=args.connections)))
+            # Rounds alternate between the servers, so a slow spell of the machine (other
+            # tenants, CPU frequency) hits each of them rather than one.
+            for _ in range(args.rounds):
+                for name, url in targets:
+                    load = wrk(f"{url}{path}", seconds=args.seconds, connections=args.connections)
+                    runs.setdefault((path, name), []).append(load)
         rss_after = rss_kib(proxy.pid)
 
     print(f"   event loop: {loop}; nginx: {'1 worker' if nginx_url else 'not installed'}")
-    print(f"   {'path':<18} {'server':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for path, name, load in rows:
-        print(f"   {path:<18} {name:<18} {load.rps:>9.0f} {load.p50_ms:>8.2f} {load.p99_ms:>8.2f} "
-              f"{load.errors:>7}")
-    by = {(path, name): load for path, name, load in rows}
-    for path in ("/v1/products", "/api/v1/products"):
-        proxy_rps = by[(path, "proxy")].rps
-        print(f"   {path}: proxy/minimal = {proxy_rps / by[(path, 'minimal aiohttp')].rps:.2f}", end="")
-        if (path, "nginx proxy_cache") in by:
-            print(f", proxy/nginx = {proxy_rps / by[(path, 'nginx proxy_cache')].rps:.2f}", end="")
-        print()
+    header = f"{'path':<18} {'server':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+    print(f"   {header}   req/s of each round")
+    median = {key: _median(loads) for key, loads in runs.items()}
+    for (path, name), load in median.items():
+        each = " ".join(f"{run.rps:.0f}" for run in runs[path, name])
+        errors = sum(run.errors for run in runs[path, name])
+        print(
+            f"   {path:<18} {name:<18} {load.rps:>9.0f} {load.p50_ms:>8.2f} {load.p99_ms:>8.2f} "
+            f"{errors:>7}   {each}"
+        )
+    for path in PATHS:
+        proxy_rps = median[path, "proxy"].rps
+        rounds = [
+            f"{mine.rps / theirs.rps:.2f}"
+            for mine, theirs in zip(runs[path, "proxy"], runs[path, "minimal aiohttp"], strict=True)
+        ]
+        line = (
+            f"   {path}: proxy/minimal = {proxy_rps / median[path, 'minimal aiohttp'].rps:.2f}"
+            f" (rounds: {', '.join(rounds)})"
+        )
+        if (path, "nginx proxy_cache") in median:
+            line += f", proxy/nginx = {proxy_rps / median[path, 'nginx proxy_cache'].rps:.2f}"
+        print(line)
     print(f"   proxy RSS: {rss_before / 1024:.1f} MiB before, {rss_after / 1024:.1f} MiB after")
 
 
+def _median(loads: list[Load]) -> Load:
+    """Return the run with the median throughput (the lower middle one of an even count)."""
+    ordered = sorted(loads, key=lambda load: load.rps)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def start_nginx(stack: ExitStack, workdir: Path, upstream: str) -> str:
-    """nginx with proxy_cache in front of the sandbox, with a token fetched once (nginx cannot
-    do OAuth itself: that is part of what the proxy adds)."""
+    """Start nginx with proxy_cache in front of the sandbox; return its URL.
+
+    Its token is fetched once here: nginx cannot do OAuth itself (that is part of what the
+    proxy adds).
+    """
     token_request = urllib.request.Request(  # noqa: S310 - loopback
-        f"{upstream}/oauth/token", data=b'{"grant_type":"client_credentials"}', method="POST",
-        headers={"Content-Type": "application/json", "Authorization": "Basic "
-                 + __import__("base64").b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()},
+        f"{upstream}/oauth/token",
+        data=b'{"grant_type":"client_credentials"}',
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "Basic "
+            + __import__("base64").b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode(),
+        },
     )
     with urllib.request.urlopen(token_request, timeout=5) as response:  # noqa: S310 - loopback
         token = json.loads(response.read())["access_token"]
@@ -311,7 +377,9 @@ def start_nginx(stack: ExitStack, workdir: Path, upstream: str) -> str:
     nginx_dir.chmod(0o777)
     conf = nginx_dir / "nginx.conf"
     conf.write_text(NGINX_CONF.format(dir=nginx_dir, port=port, upstream=upstream, token=token))
-    stack.enter_context(process([shutil.which("nginx") or "nginx", "-c", str(conf), "-p", str(nginx_dir)]))
+    stack.enter_context(
+        process([shutil.which("nginx") or "nginx", "-c", str(conf), "-p", str(nginx_dir)])
+    )
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/v1/products")
     return url
@@ -329,13 +397,32 @@ def section_replicas(args: argparse.Namespace) -> None:
         upstream = start_sandbox(stack)
         redis_port = free_port()
         redis_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-redis-"))
-        stack.enter_context(process([redis, "--port", str(redis_port), "--bind", "127.0.0.1",
-                                     "--save", "", "--appendonly", "no", "--dir", redis_dir]))
+        stack.enter_context(
+            process(
+                [
+                    redis,
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    redis_dir,
+                ]
+            )
+        )
         time.sleep(0.3)
         ports = [free_port() for _ in range(3)]
         for port in ports:
-            env = proxy_env(upstream, port, PROXY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-                            PROXY_CACHE_TTL=f"{ttl:g}")
+            env = proxy_env(
+                upstream,
+                port,
+                PROXY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+                PROXY_CACHE_TTL=f"{ttl:g}",
+            )
             stack.enter_context(process([PYTHON, "-m", "proxy"], env))
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         for url in urls:
@@ -344,29 +431,52 @@ def section_replicas(args: argparse.Namespace) -> None:
         sandbox_faults(upstream, products_latency=1.5)
         statuses = asyncio.run(stampede(urls, args.stampede))
         stats = sandbox_stats(upstream)
-        print(f"   cold stampede: {args.stampede} concurrent requests over 3 replicas -> "
-              f"{statuses.get(200, 0)} x 200; upstream products requests: "
-              f"{stats['products_requests']} (ideal 1), token requests: {stats['token_requests']} (ideal 1)")
+        print(
+            f"   cold stampede: {args.stampede} concurrent requests over 3 replicas -> "
+            f"{statuses.get(200, 0)} x 200; upstream products requests: "
+            f"{stats['products_requests']} (ideal 1), "
+            f"token requests: {stats['token_requests']} (ideal 1)"
+        )
 
         sandbox_faults(upstream, products_latency=0.05)
         before = int(str(sandbox_stats(upstream)["products_requests"]))
         started = time.monotonic()
-        procs = [subprocess.Popen(  # noqa: S603 - wrk from PATH
-            [shutil.which("wrk") or "wrk", "-t1", "-c8", f"-d{args.steady:g}s", f"{url}/v1/products"],
-            stdout=subprocess.PIPE, text=True) for url in urls]
+        procs = [
+            subprocess.Popen(  # noqa: S603 - wrk from PATH
+                [
+                    shutil.which("wrk") or "wrk",
+                    "-t1",
+                    "-c8",
+                    f"-d{args.steady:g}s",
+                    f"{url}/v1/products",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for url in urls
+        ]
         outputs = [proc.communicate()[0] for proc in procs]
         elapsed = time.monotonic() - started
         fetched = int(str(sandbox_stats(upstream)["products_requests"])) - before
-        served = sum(int(re.search(r"(\d+) requests in", out).group(1)) for out in outputs)  # type: ignore[union-attr]
+        served = sum(int(_found(r"(\d+) requests in", out)) for out in outputs)
+        # A period starts when a refresh lands, a little after the previous one expired (the
+        # next request notices, the fetch takes its time), so one fewer than the count of
+        # whole TTLs is also ideal.
         periods = math.floor(elapsed / ttl)
-        print(f"   steady load: {elapsed:.0f} s, {served} requests over 3 replicas -> upstream products "
-              f"requests: {fetched} (ideal: {periods} TTL periods, plus at most one)")
+        print(
+            f"   steady load: {elapsed:.0f} s, {served} requests over 3 replicas -> "
+            f"upstream products requests: {fetched} "
+            f"(ideal: one per TTL period, {periods} in {elapsed:.0f} s, plus at most one; "
+            f"{'within' if fetched <= periods + 1 else 'ABOVE'} it)"
+        )
 
 
 async def stampede(urls: list[str], count: int) -> dict[int, int]:
     """``count`` concurrent GETs round robin; statuses counted."""
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+    ) as s:
 
         async def one(index: int) -> int:
             async with s.get(f"{urls[index % len(urls)]}/v1/products") as response:
@@ -385,7 +495,9 @@ def section_rss(args: argparse.Namespace) -> None:
     """Part 3: RSS over a million requests."""
     if args.rss_requests <= 0:
         return
-    print(f"\n== 3. proxy RSS over {args.rss_requests:,} requests (/v1/products and /api/v1/products)")
+    print(
+        f"\n== 3. proxy RSS over {args.rss_requests:,} requests (/v1/products and /api/v1/products)"
+    )
     with ExitStack() as stack:
         upstream = start_sandbox(stack)
         port = free_port()
@@ -411,6 +523,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, no RSS soak")
     parser.add_argument("--seconds", type=float, default=10, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating throughput rounds")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--stampede", type=int, default=1000, help="cold stampede size")
     parser.add_argument("--ttl", type=float, default=5, help="TTL for the steady-load part")
@@ -419,7 +532,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["throughput", "replicas", "rss"])
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.steady, args.rss_requests = 5, 20, 0
+        args.seconds, args.rounds, args.steady, args.rss_requests = 5, 1, 20, 0
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed (Debian: apt-get install wrk)")
     print(f"machine: {os.cpu_count()} cores, {platform_line()}")
@@ -433,10 +546,22 @@ def main() -> None:
 
 def platform_line() -> str:
     """Python, CPU model and memory, for the record."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), "0")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    mem = next(
+        (
+            line.split()[1]
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        "0",
+    )
     return f"{cpu}, {int(mem) / 1024 / 1024:.0f} GiB, Python {sys.version.split()[0]}"
 
 

@@ -3,7 +3,7 @@
 It is applied to each route's handler when the route is added, not as aiohttp middleware:
 a middleware chain adds two coroutine layers and a route lookup to every request, cache hits
 included, which measured as a sixth of the hit path (README, "Speed"). Paths and methods no
-route takes reach a catch-all route (``UNMATCHED``), so they get the same treatment.
+route takes reach a catch-all resource (``AnyPath``), so they get the same treatment.
 """
 
 from __future__ import annotations
@@ -12,12 +12,19 @@ import itertools
 import os
 import re
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from multidict import istr
 from pydantic import SecretStr
+from yarl import URL
+
+if TYPE_CHECKING:
+    # aiohttp's own type for get_info(); it exports no public name for it.
+    from aiohttp.web_urldispatcher import _InfoDict
 
 from proxy.observability.logging import REQUEST_ID
 from proxy.observability.metrics import Metrics
@@ -29,10 +36,8 @@ REQUEST_ID_HEADER = istr("X-Request-ID")
 # A caller's id is echoed and logged, so only short, plain ones are taken as they are.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SLOW_REQUEST_SECONDS = 1.0
-# The route name and path pattern of the catch-all; its requests are counted as "unmatched".
+# The name of the catch-all resource; its requests are counted under this route.
 UNMATCHED = "unmatched"
-# Any path at all: "." would miss paths holding a (percent-encoded) line break.
-UNMATCHED_PATH = r"/{path:[\s\S]*}"
 _KEY_REQUIRED = "a valid API key is required: Authorization: Bearer <key>"
 
 logger = structlog.get_logger("proxy.access")
@@ -114,7 +119,7 @@ class RequestPipeline:
         for method, path, handler in routes:
             protected = path.startswith(PROTECTED_PREFIXES)
             router.add_route(method, path, self.wrap(handler, path, protected=protected))
-        router.add_route("*", UNMATCHED_PATH, self.wrap(self._unmatched, UNMATCHED), name=UNMATCHED)
+        router.register_resource(AnyPath(self.wrap(self._unmatched, UNMATCHED)))
 
     async def _unmatched(self, request: web.Request) -> web.StreamResponse:
         """Refuse a path or method no route takes: 401 where a key is due, else 405 or 404."""
@@ -126,8 +131,55 @@ class RequestPipeline:
             return unauthorized(_KEY_REQUIRED)
         allowed: set[str] = set()
         for resource in request.app.router.resources():
-            if resource.name != UNMATCHED:
+            if not isinstance(resource, AnyPath):
                 allowed |= (await resource.resolve(request))[1]
         if allowed:
             raise web.HTTPMethodNotAllowed(request.method, allowed)
         raise web.HTTPNotFound
+
+
+class AnyPath(web.AbstractResource):
+    """A resource that takes every request target, ``*`` and line breaks included.
+
+    The router tries it last (it is indexed under ``/``, the end of the router's walk up a
+    path), so it only gets what no route takes. A path pattern cannot do this: aiohttp's
+    patterns must start with ``/``, and ``OPTIONS *`` does not.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        """Send everything to ``handler``."""
+        super().__init__(name=UNMATCHED)
+        self._route = web.ResourceRoute(hdrs.METH_ANY, handler, self)
+
+    @property
+    def canonical(self) -> str:
+        """Index it under the root, which the router reaches last."""
+        return "/"
+
+    def url_for(self, **_kwargs: str) -> URL:
+        """Refuse: no URL leads here on purpose."""
+        raise NotImplementedError("the catch-all resource has no URL")
+
+    async def resolve(self, _request: web.Request) -> tuple[web.UrlMappingMatchInfo, set[str]]:
+        """Match any request."""
+        return web.UrlMappingMatchInfo({}, self._route), {hdrs.METH_ANY}
+
+    def add_prefix(self, prefix: str) -> None:
+        """Refuse: the catch-all belongs to the root application."""
+        raise NotImplementedError("the catch-all resource takes no prefix")
+
+    def get_info(self) -> _InfoDict:
+        """Describe it as the root's other resources are described."""
+        return {"path": "/"}
+
+    def raw_match(self, _path: str) -> bool:
+        """Never equal to a registered path (the router uses this to reuse resources)."""
+        return False
+
+    def __len__(self) -> int:
+        """One route."""
+        return 1
+
+    def __iter__(self) -> Iterator[web.AbstractRoute]:
+        """Iterate over its one route."""
+        return iter((self._route,))

@@ -736,6 +736,36 @@ async def test_header_values_that_are_not_utf8_get_json_answers_below_500(
     assert not broken, "\n".join(broken)
 
 
+async def test_request_targets_no_path_pattern_can_match_get_json_answers(
+    sandbox: Sandbox, make_proxy: MakeProxy
+) -> None:
+    # "*" (asterisk form) and absolute URLs reach the router as they are; the catch-all
+    # resource takes what no route does, so even these get the JSON error shape.
+    client = await make_proxy(api_keys=(SecretStr(API_KEY),))
+    assert client.port is not None
+    cases: tuple[tuple[str, bytes, dict[str, bytes], int, str | None], ...] = (
+        ("OPTIONS", b"*", {}, 404, "not_found"),
+        ("GET", b"http://127.0.0.1/healthz", {}, 200, None),
+        ("GET", b"http://127.0.0.1/nowhere", {}, 404, "not_found"),
+        ("PUT", b"http://127.0.0.1/v1/products", {"Authorization": _API_KEY}, 405, None),
+        ("GET", b"/api/v1/nowhere", {}, 401, "unauthorized"),
+        ("GET", b"/api/v1/nowhere", {"Authorization": _API_KEY}, 404, "not_found"),
+    )
+    for method, target, headers, status, code in cases:
+        answer = await _raw(client.port, _request(method, target, headers))
+        assert not isinstance(answer, str), (target, answer)
+        assert answer.status == status, (method, target, answer.status, answer.body)
+        assert answer.headers["Content-Type"].startswith("application/json"), target
+        document = json.loads(answer.body)
+        if status == 405:
+            assert answer.headers["Allow"] == "GET"
+            assert document["error"]["code"] == "method_not_allowed"
+        elif code is not None:
+            assert document["error"]["code"] == code, (target, document)
+        assert len(answer.headers["X-Request-ID"]) == 32
+    assert sandbox.state.products_requests == 0
+
+
 _OVER = b"v" * (HEADER_LIMIT + 1)
 MALFORMED: tuple[tuple[str, bytes], ...] = (
     ("NUL in a header value", _request("GET", b"/healthz", {"X-Junk": b"a\x00b"})),
