@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import math
 import os
@@ -518,6 +519,104 @@ def section_rss(args: argparse.Namespace) -> None:
     print(f"   growth: {(end_rss - start_rss) / 1024:+.1f} MiB over {done:,} requests")
 
 
+def section_instructions(args: argparse.Namespace) -> None:
+    """Part 4: CPU instructions per warm request under callgrind, proxy against minimal.
+
+    Requests per second move with whatever else the machine does; instructions counted by
+    callgrind do not (user space only: the kernel's share, the same for both, is left out).
+    """
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("\n== 4. instructions: skipped (valgrind not installed: apt-get install valgrind)")
+        return
+    requests = args.instruction_requests
+    print(f"\n== 4. user-space instructions per warm request (callgrind, {requests} requests)")
+    with ExitStack() as stack:
+        upstream = start_sandbox(stack)
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-cg-")))
+        proxy = [PYTHON, "-m", "proxy"]
+        port = free_port()
+        with process(proxy, proxy_env(upstream, port)):
+            base = f"http://127.0.0.1:{port}"
+            wait_http(f"{base}/healthz")
+            (workdir / "products.json").write_bytes(get(f"{base}/v1/products"))
+            (workdir / "api.json").write_bytes(get(f"{base}/api/v1/products"))
+        (workdir / "minimal.py").write_text(MINIMAL_APP)
+        minimal_port = free_port()
+        minimal = [
+            PYTHON,
+            str(workdir / "minimal.py"),
+            str(minimal_port),
+            str(workdir / "products.json"),
+            str(workdir / "api.json"),
+            "uvloop" if uses_uvloop() else "asyncio",
+        ]
+        counts: dict[tuple[str, str], int] = {}
+        for path in PATHS:
+            counts[path, "proxy"] = _instructions(
+                workdir,
+                proxy,
+                env=proxy_env(upstream, port),
+                port=port,
+                path=path,
+                requests=requests,
+            )
+            counts[path, "minimal"] = _instructions(
+                workdir, minimal, env={}, port=minimal_port, path=path, requests=requests
+            )
+    for path in PATHS:
+        mine, theirs = counts[path, "proxy"], counts[path, "minimal"]
+        print(
+            f"   {path:<18} proxy {mine:>9,}  minimal aiohttp {theirs:>9,}  "
+            f"minimal/proxy = {theirs / mine:.2f}"
+        )
+
+
+def _instructions(
+    workdir: Path, argv: list[str], *, env: dict[str, str], port: int, path: str, requests: int
+) -> int:
+    """Run ``argv`` under callgrind; return instructions per warm GET of ``path``."""
+    out = workdir / "callgrind.out"
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"]
+    with process([*valgrind, *argv], env) as child:
+        wait_http(f"http://127.0.0.1:{port}{path}", within=180)
+        _requests(port, path, 300)  # warm: caches filled, code paths taken
+        control = shutil.which("callgrind_control") or "callgrind_control"
+        subprocess.run([control, "-z", str(child.pid)], capture_output=True, check=True)  # noqa: S603
+        _requests(port, path, requests)
+        subprocess.run([control, "-d", str(child.pid)], capture_output=True, check=True)  # noqa: S603
+        dump = Path(f"{out}.{child.pid}.1")
+        deadline = time.monotonic() + 30
+        while (totals := _totals(dump)) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"callgrind wrote no totals to {dump}")
+            time.sleep(0.2)
+    return totals // requests
+
+
+def _totals(dump: Path) -> int | None:
+    """Return the instruction total of a callgrind dump, None while it is not written."""
+    if not dump.exists():
+        return None
+    found = re.search(r"^(?:totals|summary): (\d+)", dump.read_text(), re.MULTILINE)
+    return int(found.group(1)) if found else None
+
+
+def _requests(port: int, path: str, count: int) -> None:
+    """Send ``count`` GETs over four keep-alive connections, one at a time; all must be 200."""
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=120) for _ in range(4)]
+    try:
+        for index in range(count):
+            connection = connections[index % len(connections)]
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GET {path} answered {response.status}")
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def main() -> None:
     """Run the parts the flags ask for."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -529,7 +628,8 @@ def main() -> None:
     parser.add_argument("--ttl", type=float, default=5, help="TTL for the steady-load part")
     parser.add_argument("--steady", type=float, default=60, help="seconds of steady load")
     parser.add_argument("--rss-requests", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=["throughput", "replicas", "rss"])
+    parser.add_argument("--instruction-requests", type=int, default=2000)
+    parser.add_argument("--only", choices=["throughput", "replicas", "rss", "instructions"])
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.steady, args.rss_requests = 5, 1, 20, 0
@@ -542,6 +642,8 @@ def main() -> None:
         section_replicas(args)
     if args.only in (None, "rss"):
         section_rss(args)
+    if args.only == "instructions" or (args.only is None and not args.quick):
+        section_instructions(args)
 
 
 def platform_line() -> str:
