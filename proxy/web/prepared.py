@@ -87,6 +87,14 @@ class PreparedResponses:
                 self._ready[key] = found
         return found
 
+    def cached(self, lookup: Lookup, key: object) -> Ready | None:
+        """Return the answer ``key`` names if one was built for this very ``lookup``."""
+        return self._ready.get(key) if lookup is self._ready_for else None
+
+    def known_query(self, query_string: str) -> ProductQuery | None:
+        """Return the parsed list query for ``query_string`` if it was parsed before."""
+        return self._queries.get(query_string)
+
     def query(self, query_string: str, parse: Callable[[], ProductQuery]) -> ProductQuery:
         """Parse a list query once per distinct query string (bad ones are never kept)."""
         found = self._queries.get(query_string)

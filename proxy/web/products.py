@@ -26,7 +26,9 @@ async def upstream_products(request: web.Request) -> web.Response:
     prepared = app[PREPARED]
     headers = request.headers
     gzipped = accepts_gzip(headers.get(hdrs.ACCEPT_ENCODING))
-    ready = prepared.ready(lookup, gzipped, lambda: _build(lookup, prepared, gzipped=gzipped))
+    ready = prepared.cached(lookup, gzipped) or prepared.ready(
+        lookup, gzipped, lambda: _build(lookup, prepared, gzipped=gzipped)
+    )
     if_none_match = headers.get(hdrs.IF_NONE_MATCH)
     if if_none_match and etag_matches(if_none_match, ready.etag):
         return web.Response(status=304, headers=ready.not_modified)
