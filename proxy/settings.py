@@ -142,11 +142,6 @@ class Settings(BaseSettings):
         return missing
 
     @property
-    def uses_redis(self) -> bool:
-        """Whether a Redis (by URL or through Sentinel) backs the cache and the token."""
-        return self.redis_url is not None or bool(self.redis_sentinels)
-
-    @property
     def account_hash(self) -> str:
         """Short digest of upstream URL and client id that scopes shared cache and token keys."""
         material = f"{self.upstream_url}\0{self.client_id or ''}".encode()

@@ -261,7 +261,6 @@ def test_sentinel_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(_env_file=None)
     assert settings.redis_sentinels == ("10.0.0.1:26379", "sentinel-b:26380")
     assert settings.redis_sentinel_master == "cache"
-    assert settings.uses_redis is True
 
 
 def test_sentinel_address_without_port_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
