@@ -804,7 +804,7 @@ MALFORMED: tuple[tuple[str, bytes], ...] = (
 
 @pytest.mark.slow
 async def test_malformed_http_is_refused_and_the_service_keeps_serving() -> None:
-    # The HTTP parser refuses these before any middleware runs, so they are sent to the real
+    # The HTTP parser refuses these before any handler runs, so they are sent to the real
     # server (`python -m proxy`). Its answers are aiohttp's own plain-text 400s (the README says
     # so); what the service guarantees is a 4xx, a closed connection, no traceback in its log,
     # and that it keeps serving.
