@@ -149,6 +149,7 @@ class CatalogCache:
         if memo is not None and memo.entry is local and self._memo_from < now < self._memo_until:
             self._metrics.lookup("hit")
             return memo
+        # Freshness's arithmetic, inline: a method call per request costs more than this.
         age = now - local.fetched_at
         if age >= self._ttl:
             return None
@@ -179,10 +180,9 @@ class CatalogCache:
         return lookup
 
     async def _get(self) -> Lookup:
+        # hit() has already answered a fresh local entry the store has not superseded.
         local = self._local
         now = self._clock()
-        if local is not None and not self._shared_changed and self._freshness.is_fresh(local, now):
-            return self._lookup(local, Outcome.HIT, now)
         if local is not None and self._flight.running and self._freshness.is_usable(local, now):
             # A fill is already on its way; asking the store meanwhile would only add load.
             return self._lookup(local, Outcome.STALE, now)

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.appkeys import CATALOG
 from proxy.cache.readthrough import Lookup, Outcome
 from proxy.catalog.query import QueryError, parse_query
-from proxy.web.caching import cache_headers, derived_etag, etag_matches
+from proxy.web.caching import cache_headers, derived_etag
 from proxy.web.errors import json_error
 from proxy.web.prepared import PreparedResponses, Ready
 from proxy.web.products import PREPARED
@@ -47,7 +47,7 @@ def _respond(request: web.Request, lookup: Lookup, members: Callable[[], bytes])
     prepared = request.app[PREPARED]
     key = (request.path, request.query_string)
     ready = prepared.cached(lookup, key) or _prepare(prepared, lookup, key, members)
-    return _answer(request, ready)
+    return ready.response(request)
 
 
 def _prepare(
@@ -72,14 +72,6 @@ def _prepare(
         return Ready(body, headers, headers, etag)
 
     return prepared.ready(lookup, key, make)
-
-
-def _answer(request: web.Request, ready: Ready) -> web.Response:
-    """Send a prepared answer, or 304 when the caller has its ETag."""
-    if_none_match = request.headers.get(hdrs.IF_NONE_MATCH)
-    if if_none_match and etag_matches(if_none_match, ready.etag):
-        return web.Response(status=304, headers=ready.not_modified)
-    return web.Response(body=ready.body, headers=ready.headers)
 
 
 def _dumps(value: object) -> bytes:
@@ -107,7 +99,7 @@ async def list_products(request: web.Request) -> web.Response:
             return b'"products":%s,"count":%d' % (listed, len(products))
 
         ready = _prepare(prepared, lookup, key, members)
-    return _answer(request, ready)
+    return ready.response(request)
 
 
 async def get_product(request: web.Request) -> web.Response:

@@ -14,9 +14,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
+from aiohttp import hdrs, web
+
 from proxy.cache.entry import CatalogEntry
 from proxy.cache.readthrough import Lookup, Outcome
 from proxy.catalog.query import ProductQuery
+from proxy.web.caching import etag_matches
 
 if TYPE_CHECKING:
     from multidict import CIMultiDict
@@ -35,6 +38,13 @@ class Ready(NamedTuple):
     headers: CIMultiDict[str]
     not_modified: CIMultiDict[str]
     etag: str
+
+    def response(self, request: web.Request) -> web.Response:
+        """Send the answer, or 304 when the caller already has its ETag."""
+        if_none_match = request.headers.get(hdrs.IF_NONE_MATCH)
+        if if_none_match and etag_matches(if_none_match, self.etag):
+            return web.Response(status=304, headers=self.not_modified)
+        return web.Response(body=self.body, headers=self.headers)
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:

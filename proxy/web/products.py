@@ -7,7 +7,7 @@ from multidict import CIMultiDict
 
 from proxy.appkeys import CATALOG
 from proxy.cache.readthrough import Lookup
-from proxy.web.caching import cache_headers, etag_matches
+from proxy.web.caching import cache_headers
 from proxy.web.prepared import PreparedResponses, Ready, accepts_gzip
 
 PREPARED = web.AppKey("prepared_responses", PreparedResponses)
@@ -24,15 +24,11 @@ async def upstream_products(request: web.Request) -> web.Response:
     catalog = app[CATALOG]
     lookup = catalog.hit() or await catalog.lookup()
     prepared = app[PREPARED]
-    headers = request.headers
-    gzipped = accepts_gzip(headers.get(hdrs.ACCEPT_ENCODING))
+    gzipped = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING))
     ready = prepared.cached(lookup, gzipped) or prepared.ready(
         lookup, gzipped, lambda: _build(lookup, prepared, gzipped=gzipped)
     )
-    if_none_match = headers.get(hdrs.IF_NONE_MATCH)
-    if if_none_match and etag_matches(if_none_match, ready.etag):
-        return web.Response(status=304, headers=ready.not_modified)
-    return web.Response(body=ready.body, headers=ready.headers)
+    return ready.response(request)
 
 
 def _build(lookup: Lookup, prepared: PreparedResponses, *, gzipped: bool) -> Ready:
