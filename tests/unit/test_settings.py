@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
+import uvloop
 from pydantic import SecretStr, ValidationError
 
+from proxy import __main__ as main_module
+from proxy import settings as settings_module
+from proxy.__main__ import _loop_factory
 from proxy.settings import DEFAULT_UPSTREAM_URL, Settings, describe_errors
 
 
@@ -289,3 +293,33 @@ def test_lock_timeout_must_exceed_upstream_timeout(monkeypatch: pytest.MonkeyPat
     assert describe_errors(caught.value.errors()) == [
         "PROXY_LOCK_TIMEOUT must be longer than PROXY_UPSTREAM_TIMEOUT"
     ]
+
+
+def test_event_loop_defaults_to_auto_and_is_case_insensitive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings(_env_file=None).event_loop == "auto"
+    monkeypatch.setenv("PROXY_EVENT_LOOP", "AsyncIO")
+    assert Settings(_env_file=None).event_loop == "asyncio"
+
+
+def test_unknown_event_loop_is_rejected() -> None:
+    (line,) = errors_for(event_loop="tokio")
+    assert line.startswith("PROXY_EVENT_LOOP"), line
+
+
+def test_uvloop_asked_for_where_it_is_missing_is_a_setting_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(settings_module, "uvloop_available", lambda: False)
+    (line,) = errors_for(event_loop="uvloop")
+    assert "PROXY_EVENT_LOOP" in line
+    assert "uvloop is not installed" in line
+
+
+def test_the_event_loop_setting_picks_the_loop_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _loop_factory("auto") is uvloop.new_event_loop
+    assert _loop_factory("uvloop") is uvloop.new_event_loop
+    assert _loop_factory("asyncio") is None
+    monkeypatch.setattr(main_module, "uvloop_available", lambda: False)
+    assert _loop_factory("auto") is None  # falls back to asyncio's own loop
