@@ -24,11 +24,13 @@ from proxy.catalog.service import CatalogService
 from proxy.coordination.client import RedisGuard, connect
 from proxy.coordination.lock import Coordinator, LocalCoordinator, Notifier, RedisCoordinator
 from proxy.coordination.rate import LocalRateGate, RateGate, RedisRateGate
+from proxy.coordination.windows import RedisWindows
 from proxy.observability.metrics import CatalogGauges, Metrics
 from proxy.settings import Settings
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.token import SharedTokens, TokenProvider
 from proxy.upstream.token_store import RedisTokens
+from proxy.upstream.windows import RateWindows, SharedWindows
 from proxy.web import admin
 from proxy.web.api import get_product, list_categories, list_products
 from proxy.web.health import healthz, readyz
@@ -103,6 +105,8 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         timeout=timeout,
         connector=aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS),
         cookie_jar=aiohttp.DummyCookieJar(),
+        # Answers are inflated by our own reader, within PROXY_UPSTREAM_MAX_BYTES.
+        auto_decompress=False,
         headers={"User-Agent": f"1nce-product-proxy/{__version__}"},
     ) as session:
         app[HTTP_SESSION] = session
@@ -117,7 +121,7 @@ async def _backplane(app: web.Application) -> AsyncIterator[None]:
         return
     guard = RedisGuard(connection.client, timeout=settings.redis_timeout, metrics=app[METRICS])
     app[METRICS].watch_redis(lambda: guard.state == "ok")
-    notifier = Notifier(guard, _keys(settings).events)
+    notifier = Notifier(guard, _keys(settings).events, metrics=app[METRICS])
     listener = asyncio.get_running_loop().create_task(notifier.run())
     app[BACKPLANE] = Backplane(guard, notifier)
     yield
@@ -137,13 +141,17 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 async def _catalog(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    metrics = app[METRICS]
     session = app[HTTP_SESSION]
     if settings.client_id is None or settings.client_secret is None:
         raise RuntimeError("the 1NCE client id and secret are required")
     keys = _keys(settings)
     backplane = app.get(BACKPLANE)
     catalog_turns: Coordinator = LocalCoordinator()
+    token_turns: Coordinator = LocalCoordinator()
     shared_tokens: SharedTokens | None = None
+    shared_windows: SharedWindows | None = None
+    admin_gate: RateGate = LocalRateGate(settings.admin_refresh_interval)
     if backplane is not None:
         # The lock value names the replica, so an operator can see who is fetching.
         owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -159,18 +167,27 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
             )
 
         catalog_turns = coordinator(keys.catalog_lock, "catalog")
-        shared_tokens = RedisTokens(
-            backplane.guard, coordinator(keys.token_lock, "token"), key=keys.token
+        token_turns = coordinator(keys.token_lock, "token")
+        shared_tokens = RedisTokens(backplane.guard, key=keys.token)
+        shared_windows = RedisWindows(backplane.guard, keys.rate_windows)
+        admin_gate = RedisRateGate(
+            backplane.guard, keys.admin_refresh, settings.admin_refresh_interval
         )
+    windows = RateWindows(shared=shared_windows, metrics=metrics)
     tokens = TokenProvider(
         session,
         token_url=f"{settings.upstream_url}/oauth/token",
         client_id=settings.client_id,
         client_secret=settings.client_secret,
         margin=settings.token_refresh_margin,
+        windows=windows,
+        metrics=metrics,
+        timeout=settings.upstream_timeout,
+        max_bytes=settings.upstream_max_bytes,
+        retry_after_max=settings.retry_after_max,
         shared=shared_tokens,
+        coordinator=token_turns,
         max_wait=settings.upstream_timeout,
-        metrics=app[METRICS],
     )
     upstream = UpstreamClient(
         session,
@@ -178,7 +195,10 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         base_url=settings.upstream_url,
         timeout=settings.upstream_timeout,
         retries=settings.upstream_retries,
-        metrics=app[METRICS],
+        windows=windows,
+        metrics=metrics,
+        max_bytes=settings.upstream_max_bytes,
+        retry_after_max=settings.retry_after_max,
     )
     cache = CatalogCache(
         store=app[STORE],
@@ -189,17 +209,16 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         # A holder that died leaves its lock until it expires; the next holder then needs up
         # to the upstream timeout. Only past both (and a slack) does a waiter fetch alone.
         max_wait=settings.lock_timeout + settings.upstream_timeout + FILL_WAIT_SLACK,
-        metrics=app[METRICS],
+        metrics=metrics,
     )
-    app[METRICS].watch_catalog(lambda: _catalog_gauges(cache))
-    admin_gate: RateGate = LocalRateGate(settings.admin_refresh_interval)
+    metrics.watch_catalog(lambda: _catalog_gauges(cache))
     if backplane is not None:
         backplane.notifier.on("catalog", cache.shared_changed)
-        admin_gate = RedisRateGate(
-            backplane.guard, keys.admin_refresh, settings.admin_refresh_interval
-        )
     service = CatalogService(cache, upstream, tokens, admin_gate=admin_gate)
     app[CATALOG] = service
+    # The keeper fills at once with warm-up on, else from the first caller on, and from then
+    # on keeps a usable catalog with no traffic needed (README, "Reliability").
+    cache.start(needed=settings.warmup)
     warmup = None
     if settings.warmup:
         # Started, not awaited: start-up stays quick; /readyz says "warming" until it ends.
@@ -210,6 +229,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await warmup
     await cache.close()
+    await tokens.close()
 
 
 def _catalog_gauges(cache: CatalogCache) -> CatalogGauges | None:

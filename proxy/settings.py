@@ -23,10 +23,28 @@ _SECRET_FIELDS = frozenset(
     }
 )
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+_HOUR = 3600
+_DAY = 86400
+# An empty value is how an environment (or a chart) says "not set"; a value that is only
+# whitespace is a slip (a stray space, an unfilled template) that must not quietly turn a
+# protection off or leave it on with an empty secret.
+_UNSET = "Empty: unset; blank (only whitespace): a configuration error."
+_LIST = "Empty: none; blank, or with a blank entry: a configuration error."
+_BLANK = "is blank (only whitespace); leave it empty to unset it"
+
+# A duration in seconds. inf and nan pass a lower bound alone and then break arithmetic far
+# from here (PROXY_CACHE_TTL=inf made every catalog request a 500), so every one is finite.
+Seconds = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Settings(BaseSettings):
-    """Everything the service can be told; built once in ``__main__`` and passed down."""
+    """Everything the service can be told; built once in ``__main__`` and passed down.
+
+    Every duration is a finite number of seconds within a bound a careful operator would
+    accept. For secrets, URLs and lists an empty value means "not set"; a value that is not
+    empty but only whitespace, or a list with a blank entry, is refused, so a slip never opens
+    the API or turns on the admin API with an empty token.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="PROXY_",
@@ -36,32 +54,101 @@ class Settings(BaseSettings):
     )
 
     upstream_url: str = DEFAULT_UPSTREAM_URL
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    redis_url: SecretStr | None = None
-    redis_sentinels: Annotated[tuple[str, ...], NoDecode] = ()
+    client_id: str | None = Field(default=None, description=f"The 1NCE API client id. {_UNSET}")
+    client_secret: SecretStr | None = Field(
+        default=None, description=f"The 1NCE API client secret. {_UNSET}"
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description=f"redis://, rediss:// or unix:// URL of a shared cache. {_UNSET}",
+    )
+    redis_sentinels: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=f"Comma-separated host:port of each Sentinel. {_LIST}",
+    )
     redis_sentinel_master: str = "mymaster"
-    redis_sentinel_password: SecretStr | None = None
-    redis_password: SecretStr | None = None
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, description=f"Password of the Sentinels. {_UNSET}"
+    )
+    redis_password: SecretStr | None = Field(
+        default=None, description=f"Password of the Sentinel-managed master. {_UNSET}"
+    )
     redis_db: int = Field(default=0, ge=0)
     key_prefix: str = Field(default="1nce-proxy", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    cache_ttl: float = Field(default=300, gt=0)
-    stale_ttl: float = Field(default=86400, ge=0)
-    upstream_timeout: float = Field(default=10, gt=0, le=300)
+    cache_ttl: Seconds = Field(
+        default=300, gt=0, le=7 * _DAY, description="Seconds a catalog is fresh (at most 7 days)."
+    )
+    stale_ttl: Seconds = Field(
+        default=_DAY,
+        ge=0,
+        le=30 * _DAY,
+        description="Seconds a catalog may be served stale after that (at most 30 days).",
+    )
+    upstream_timeout: Seconds = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="Seconds for one whole upstream fetch (token, retries, products).",
+    )
     upstream_retries: int = Field(default=2, ge=0, le=10)
-    redis_timeout: float = Field(default=0.25, gt=0, le=10)
-    lock_timeout: float = Field(default=15, gt=0, le=600)
-    token_refresh_margin: float = Field(default=120, ge=0)
+    # The upstream's rate window is 5 minutes; no Retry-After may hold us off longer.
+    retry_after_max: Seconds = Field(
+        default=300, gt=0, le=_HOUR, description="Longest upstream Retry-After honoured."
+    )
+    # Today's catalog is under 10 KB; anything near this bound is a fault, not a catalog.
+    upstream_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    redis_timeout: Seconds = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="Seconds for any one Redis call, connecting included.",
+    )
+    lock_timeout: Seconds = Field(
+        default=15,
+        gt=0,
+        le=600,
+        description="Seconds a replica's fetch lock lives; longer than PROXY_UPSTREAM_TIMEOUT.",
+    )
+    token_refresh_margin: Seconds = Field(
+        default=120,
+        ge=0,
+        lt=_HOUR,
+        description="Seconds before expiry a token is replaced (under an hour, its usual life).",
+    )
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
     port: int = Field(default=8080, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     access_log: Literal["all", "errors", "off"] = "errors"
-    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
-    admin_token: SecretStr | None = None
-    admin_refresh_interval: float = Field(default=5, ge=0, le=3600)
-    shutdown_grace: float = Field(default=20, gt=0, le=300)
-    shutdown_delay: float = Field(default=0, ge=0, le=300)
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Comma-separated keys callers send as Authorization: Bearer <key>; each is "
+            f"trimmed. {_LIST} No keys: the API is open."
+        ),
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description=f"Bearer token of /admin/*, trimmed. {_UNSET} Unset: the admin API is off.",
+    )
+    admin_refresh_interval: Seconds = Field(
+        default=5,
+        ge=0,
+        le=_HOUR,
+        description="Minimum seconds between admin refreshes, deployment-wide.",
+    )
+    shutdown_grace: Seconds = Field(
+        default=20,
+        gt=0,
+        le=300,
+        description="Seconds in-flight requests get to finish after SIGTERM.",
+    )
+    shutdown_delay: Seconds = Field(
+        default=0,
+        ge=0,
+        le=300,
+        description="Seconds to keep serving after SIGTERM with readiness already false.",
+    )
     warmup: bool = False
     # uvloop when installed (it is a dependency on Linux and macOS): the hit path measured
     # faster with it (README, "Speed"); asyncio stays selectable for debugging.
@@ -77,26 +164,64 @@ class Settings(BaseSettings):
             raise ValueError("must not carry a query or fragment")
         return value.rstrip("/")
 
+    @field_validator(
+        "client_id",
+        "client_secret",
+        "redis_url",
+        "redis_password",
+        "redis_sentinel_password",
+        "admin_token",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(text, str):
+            return value
+        if not text:
+            return None
+        if not text.strip():
+            raise ValueError(_BLANK)
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _trim_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # Header values lose surrounding whitespace on the way in, so an untrimmed token
+        # (a trailing newline from a file) could never match.
+        if value is None:
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
+        if value is None:
             return None
         scheme = urlsplit(value.get_secret_value()).scheme
         if scheme not in _REDIS_SCHEMES:
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("redis_sentinels", mode="before")
+    @field_validator("redis_sentinels", "api_keys", mode="before")
     @classmethod
-    def _split_sentinels(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(part.strip() for part in value.split(",") if part.strip())
-        if isinstance(value, (tuple, list)):
-            for address in value:
-                host, _, port = str(address).rpartition(":")
-                if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                    raise ValueError(f"{address!r} is not host:port")
+    def _split_list(cls, value: object) -> object:
+        return _entries(value) if isinstance(value, str) else value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _check_sentinels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        _refuse_blank_entry([address.strip() for address in value])
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        _refuse_blank_entry([key.get_secret_value().strip() for key in value])
         return value
 
     @model_validator(mode="after")
@@ -121,13 +246,6 @@ class Settings(BaseSettings):
     def _check_event_loop(cls, value: str) -> str:
         if value == "uvloop" and not uvloop_available():
             raise ValueError("uvloop is not installed")
-        return value
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(key.strip() for key in value.split(",") if key.strip())
         return value
 
     def missing_credentials(self) -> list[str]:
@@ -162,6 +280,26 @@ def describe_errors(errors: list[ErrorDetails]) -> list[str]:
             line += f" (got {error['input']!r})"
         lines.append(line)
     return lines
+
+
+def _entries(value: str) -> tuple[str, ...]:
+    """Split a comma-separated setting into trimmed entries; empty means no entries.
+
+    Blank entries are kept, for :func:`_refuse_blank_entry`.
+    """
+    if not value:
+        return ()
+    return tuple(part.strip() for part in value.split(","))
+
+
+def _refuse_blank_entry(entries: list[str]) -> None:
+    """Refuse a list with an entry that is empty after trimming, saying which (never what)."""
+    for position, entry in enumerate(entries, start=1):
+        if not entry:
+            raise ValueError(
+                f"entry {position} of {len(entries)} is blank (a stray comma or space?); "
+                "leave the whole value empty for none"
+            )
 
 
 def uvloop_available() -> bool:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Bump when the stored entry format changes incompatibly.
+# Bump when a stored format changes incompatibly (the token's gained its lifetime in v2).
 _SCHEMA = "v1"
+_TOKEN_SCHEMA = "v2"  # noqa: S105 - a key version, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class KeySpace:
     @property
     def token(self) -> str:
         """Where the shared OAuth token lives."""
-        return f"{self.prefix}:{self.account}:token:{_SCHEMA}"
+        return f"{self.prefix}:{self.account}:token:{_TOKEN_SCHEMA}"
 
     @property
     def token_lock(self) -> str:
@@ -43,6 +44,11 @@ class KeySpace:
     def admin_refresh(self) -> str:
         """Marks a recent admin refresh, so the deployment allows one per interval."""
         return f"{self.catalog}:admin-refresh"
+
+    @property
+    def rate_windows(self) -> str:
+        """The prefix of the keys that hold Retry-After windows, one per upstream endpoint."""
+        return f"{self.prefix}:{self.account}:rate-window"
 
     @property
     def events(self) -> str:

@@ -4,29 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import structlog
 
-from proxy.cache.coalesce import SingleFlight
+from proxy.backoff import Backoff
 from proxy.cache.entry import CatalogEntry, CorruptEntryError
 from proxy.cache.freshness import Freshness
 from proxy.cache.store import Store
+from proxy.coordination.fill import CoordinatedFill
 from proxy.coordination.lock import Coordinator, LocalCoordinator
+from proxy.coordination.singleflight import SingleFlight
 from proxy.observability.metrics import Metrics
+from proxy.upstream.errors import back_off
 
 logger = structlog.get_logger(__name__)
 
-# A failed background refresh is retried after this pause, doubling up to the cap.
-REFRESH_RETRY_FIRST = 1.0
-REFRESH_RETRY_MAX = 60.0
-# A replica waiting on another's fetch re-checks at least this often, in case the
-# announcement was lost (pub/sub down): a slow poll as a fallback, never a tight one.
-WAIT_SLICE = 0.5
+# Retries of a failed fill, in the background: from 1 s, doubling, never more than 30 s apart.
+RETRY_FIRST = 1.0
+RETRY_MAX = 30.0
+# Without an announcement, the store is read at most this often for one replica's needs.
+STORE_READ_INTERVAL = 1.0
+# An entry stamped up to this far in this replica's future is taken as is (clocks drift a
+# little); beyond it, it is taken as stamped when this replica first saw it.
+CLOCK_SKEW_TOLERANCE = 5.0
+# Entries remembered by ETag with the time this replica first saw them (future stamps only).
+FIRST_SEEN_KEPT = 8
 
 
 class Payload(Protocol):
@@ -68,15 +76,18 @@ class CatalogCache:
     """Serves the catalog from cache and fills it through ``loader`` when it must.
 
     - fresh in this process: answered with no I/O at all;
-    - otherwise the shared store is read (another replica may have refreshed it);
+    - otherwise the shared store is read (another replica may have refreshed it), at most
+      once a second unless an announcement says it changed;
     - stale but within ``stale_ttl``: served at once, one background refresh starts;
     - nothing usable: concurrent callers share one fill; a failed load raises and
       replaces nothing.
 
-    A fill is coordinated across replicas: the one that gets the turn loads, stores and
-    announces; the others wait for the announcement (re-checking every ``WAIT_SLICE``) and
-    take the stored entry. A replica that waited ``max_wait`` loads by itself rather than
-    keep its callers waiting on a holder that is gone.
+    Fills go through a :class:`CoordinatedFill`, so a deployment loads once. Once the
+    catalog is needed (warm-up asked for it, a caller asked, or this process has held one),
+    a keeper task makes sure one stays servable: whenever none is (missing, or older than
+    ``ttl + stale_ttl``) it reads the store about once a second and, when its backoff
+    allows, fills, with no caller traffic needed. Failed loads back off (1 s doubling to
+    30 s, jittered, never inside a ``Retry-After`` window).
     """
 
     def __init__(
@@ -86,29 +97,46 @@ class CatalogCache:
         key: str,
         freshness: Freshness,
         loader: Callable[[], Awaitable[Payload]],
+        metrics: Metrics,
         coordinator: Coordinator | None = None,
         max_wait: float = 30.0,
-        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Wire the cache to its store, key and loader; ``clock`` is wall time (shared)."""
+        """Wire the cache: ``clock`` stamps entries (wall time), ``timer`` paces retries."""
         self._store = store
         self._key = key
         self._freshness = freshness
         self._ttl = freshness.ttl
         self._loader = loader
-        self._coordinator: Coordinator = coordinator or LocalCoordinator()
-        self._max_wait = max_wait
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics
         self._clock = clock
+        self._timer = timer
+        coordinator = coordinator or LocalCoordinator()
+        self._fill = CoordinatedFill(
+            name="catalog",
+            read=self._newest_shared,
+            load=self._load,
+            store=self._write,
+            coordinator=coordinator,
+            max_wait=max_wait,
+            metrics=metrics,
+            clock=timer,
+        )
+        self.backoff = Backoff(first=RETRY_FIRST, cap=RETRY_MAX, clock=timer)
         self._local: CatalogEntry | None = None
-        self._hit_memo: Lookup | None = None
+        self._memo: Lookup | None = None
+        self._memo_result = Outcome.HIT.value
         self._memo_from = self._memo_until = 0.0
         self._shared_changed = False
+        self._read_at = -math.inf
+        self._first_seen: dict[tuple[str, float], float] = {}
         self._flight: SingleFlight[CatalogEntry] = SingleFlight()
         self._reads: SingleFlight[bytes | None] = SingleFlight()
-        self._retry_pause = 0.0
-        self._retry_at = 0.0
+        self._forced_since: float | None = None
+        self._needed = False
+        self._wake = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
 
     @property
     def freshness(self) -> Freshness:
@@ -133,21 +161,30 @@ class CatalogCache:
     def shared_changed(self) -> None:
         """Note that another replica stored a new entry: the next lookup reads the store."""
         self._shared_changed = True
+        self._wake.set()
+
+    def start(self, *, needed: bool) -> None:
+        """Start the keeper; ``needed`` makes it fill at once (warm-up) rather than on demand."""
+        if needed:
+            self._need()
+        if self._keeper is None:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep())
 
     def hit(self) -> Lookup | None:
-        """Return the in-process entry if it is fresh, else None (then ``get`` must be awaited).
+        """Return the in-process entry if it may be served now without I/O, else None.
 
         This is the cache hit, without a coroutine: it runs for every request answered. While
         the whole seconds of age and of freshness left stay the same, the same Lookup object
         is returned, so what is prepared from one (headers, bodies) is reused by identity.
+        A stale entry served while the upstream fails is memoized the same way by ``get``.
         """
         local = self._local
         if local is None or self._shared_changed:
             return None
         now = self._clock()
-        memo = self._hit_memo
+        memo = self._memo
         if memo is not None and memo.entry is local and self._memo_from < now < self._memo_until:
-            self._metrics.lookup("hit")
+            self._metrics.lookup(self._memo_result)
             return memo
         # Freshness's arithmetic, inline: a method call per request costs more than this.
         age = now - local.fetched_at
@@ -155,14 +192,15 @@ class CatalogCache:
             return None
         self._metrics.lookup("hit")
         if age < 0:
-            # Another replica's clock is ahead: serve with age 0, but memoize nothing.
+            # Stamped slightly ahead of this clock (within the tolerance): age 0, no memo.
             return Lookup(local, Outcome.HIT, 0.0, self._ttl)
         lookup = Lookup(local, Outcome.HIT, age, self._ttl - age)
         # The span of ages around this one with the same int(age) and int(ttl - age).
         whole_left = math.floor(self._ttl - age)
         self._memo_from = local.fetched_at + max(math.floor(age), self._ttl - whole_left - 1)
         self._memo_until = local.fetched_at + min(math.floor(age) + 1, self._ttl - whole_left)
-        self._hit_memo = lookup
+        self._memo_result = Outcome.HIT.value
+        self._memo = lookup
         return lookup
 
     async def get(self) -> Lookup:
@@ -180,36 +218,63 @@ class CatalogCache:
         return lookup
 
     async def _get(self) -> Lookup:
-        # hit() has already answered a fresh local entry the store has not superseded.
+        self._need()
         local = self._local
         now = self._clock()
-        if local is not None and self._flight.running and self._freshness.is_usable(local, now):
-            # A fill is already on its way; asking the store meanwhile would only add load.
-            return self._lookup(local, Outcome.STALE, now)
+        if (
+            local is not None
+            and not self._shared_changed
+            and self._freshness.is_usable(local, now)
+            and (self._flight.running or self._timer() - self._read_at < STORE_READ_INTERVAL)
+        ):
+            # A fill is on its way, or the store was read just now: asking it again would
+            # only add load. hit() has already answered a fresh entry.
+            self._refresh_in_background()
+            return self._stale(local, now)
         self._shared_changed = False
         entry = await self._newest_shared()
         now = self._clock()
         if entry is not None and self._freshness.is_fresh(entry, now):
             return self._lookup(entry, Outcome.HIT, now)
         if entry is not None and self._freshness.is_usable(entry, now):
-            self._refresh_in_background(now)
-            return self._lookup(entry, Outcome.STALE, now)
-        return await self._run_fill(self._fill_fresh)
-
-    async def refresh(self) -> Lookup:
-        """Fetch a new catalog now; joins a fill in flight, here or on another replica."""
-        return await self._run_fill(self._fill_newer)
-
-    async def _run_fill(self, fill: Callable[[], Coroutine[Any, Any, CatalogEntry]]) -> Lookup:
-        entry, joined = await self._flight.run(fill)
+            self._refresh_in_background()
+            return self._stale(entry, now)
+        entry, joined = await self._flight.run(self._fill_fresh)
         if joined:
             self._metrics.waiter("process")
         return self._lookup(entry, Outcome.MISS, self._clock(), collapsed=joined)
 
+    async def refresh(self) -> Lookup:
+        """Fetch a new catalog now: the answer's fetch started after this call began.
+
+        A fill already in flight (here) started earlier, so it is waited out, not joined;
+        concurrent refreshes that all began before a forced fill started share it.
+        """
+        asked = self._timer()
+        while True:
+            since = self._forced_since
+            if not self._flight.running:
+                self._forced_since = self._timer()
+            elif since is None or since < asked:
+                await self._flight.wait()
+                continue
+            entry, joined = await self._flight.run(self._fill_forced)
+            return self._lookup(entry, Outcome.MISS, self._clock(), collapsed=joined)
+
     async def close(self) -> None:
-        """Stop a fill or store read still running."""
+        """Stop the keeper and any fill or store read still running."""
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         await self._flight.close()
         await self._reads.close()
+
+    def _need(self) -> None:
+        if not self._needed:
+            self._needed = True
+            self._wake.set()
 
     def _lookup(
         self, entry: CatalogEntry, outcome: Outcome, now: float, *, collapsed: bool = False
@@ -222,10 +287,29 @@ class CatalogCache:
             collapsed=collapsed,
         )
 
+    def _stale(self, entry: CatalogEntry, now: float) -> Lookup:
+        """Return a stale lookup, memoized like a hit until a whole second or a read is due."""
+        lookup = self._lookup(entry, Outcome.STALE, now)
+        if entry is not self._local or lookup.age <= 0:
+            return lookup
+        age = lookup.age
+        # int(age) is constant between whole seconds of age; int(ttl_left), negative, between
+        # whole seconds past the TTL; the memo covers where both hold, and no read is due.
+        past = self._ttl + math.floor(age - self._ttl)
+        low = max(math.floor(age), past)
+        high = min(math.floor(age) + 1, past + 1, self._ttl + self._freshness.stale_ttl)
+        read_due_at = now + max(self._read_at + STORE_READ_INTERVAL - self._timer(), 0.0)
+        self._memo_from = entry.fetched_at + low
+        self._memo_until = min(entry.fetched_at + high, read_due_at)
+        self._memo_result = Outcome.STALE.value
+        self._memo = lookup
+        return lookup
+
     async def _newest_shared(self) -> CatalogEntry | None:
         """Adopt the stored entry if it is newer than ours; return the newest of the two."""
         # Concurrent lookups share one store read: a cold burst costs one round trip.
         raw, _ = await self._reads.run(self._read_store)
+        self._read_at = self._timer()
         local = self._local
         if raw is None:
             return local
@@ -234,71 +318,112 @@ class CatalogCache:
         except CorruptEntryError:
             logger.warning("cache_entry_unreadable", key=self._key)
             return local
+        shared = self._on_own_clock(shared)
         if local is None or shared.fetched_at > local.fetched_at:
-            self._local = shared
+            self._adopt(shared)
             return shared
         return local
+
+    def _on_own_clock(self, entry: CatalogEntry) -> CatalogEntry:
+        """Take an entry stamped in this replica's future as stamped when first seen here.
+
+        Remembered by ETag and stamp, so later reads of that same entry never look newer,
+        while a later fetch of the same bytes (a new stamp) counts as the refresh it is.
+        """
+        stamp = (entry.etag, entry.fetched_at)
+        seen = self._first_seen.get(stamp)
+        if seen is None:
+            now = self._clock()
+            if entry.fetched_at <= now + CLOCK_SKEW_TOLERANCE:
+                return entry
+            seen = now
+            if len(self._first_seen) >= FIRST_SEEN_KEPT:
+                self._first_seen.pop(next(iter(self._first_seen)))
+            self._first_seen[stamp] = seen
+            self._metrics.clock_skew()
+            logger.warning(
+                "clock_skew", etag=entry.etag, ahead_seconds=round(entry.fetched_at - now, 3)
+            )
+        return dataclasses.replace(entry, fetched_at=seen)
+
+    def _adopt(self, entry: CatalogEntry) -> None:
+        self._local = entry
+        self._need()
 
     async def _read_store(self) -> bytes | None:
         return await self._store.get(self._key)
 
-    def _refresh_in_background(self, now: float) -> None:
-        if self._flight.running or now < self._retry_at:
+    def _refresh_in_background(self) -> None:
+        if self._flight.running or self.backoff.delay() > 0:
             return
         logger.info("catalog_refresh_started", reason="stale")
         self._flight.start(self._fill_fresh)
 
     async def _fill_fresh(self) -> CatalogEntry:
-        return await self._fill(lambda entry: self._freshness.is_fresh(entry, self._clock()))
+        return await self._fill.run(lambda entry: self._freshness.is_fresh(entry, self._clock()))
 
-    async def _fill_newer(self) -> CatalogEntry:
-        # Entries are stamped when their fetch completes, so one that completed after this
-        # refresh was asked for (here or on another replica) answers it.
-        asked_at = self._clock()
-        return await self._fill(lambda entry: entry.fetched_at >= asked_at)
-
-    async def _fill(self, good: Callable[[CatalogEntry], bool]) -> CatalogEntry:
-        """Get an entry that is ``good``: from the store, by loading it, or from another replica."""
-        give_up_at = time.monotonic() + self._max_wait
-        waited = False
-        while True:
-            announced = self._coordinator.waiter()
-            entry = await self._newest_shared()
-            if entry is not None and good(entry):
-                return entry
-            async with self._coordinator.turn() as mine:
-                if mine:
-                    # The holder before us may have stored one just now.
-                    entry = await self._newest_shared()
-                    if entry is not None and good(entry):
-                        return entry
-                    return await self._load()
-            if not waited:
-                waited = True
-                self._metrics.waiter("deployment")
-            if time.monotonic() >= give_up_at:
-                logger.warning("catalog_fill_wait_exceeded", waited=self._max_wait)
-                return await self._load()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(WAIT_SLICE):
-                    await announced.wait()
+    async def _fill_forced(self) -> CatalogEntry:
+        try:
+            return await self._fill.run(lambda _entry: False, force=True)
+        finally:
+            self._forced_since = None
 
     async def _load(self) -> CatalogEntry:
         try:
             payload = await self._loader()
-        except Exception:
-            self._retry_pause = (
-                min(self._retry_pause * 2, REFRESH_RETRY_MAX)
-                if self._retry_pause
-                else REFRESH_RETRY_FIRST
-            )
-            self._retry_at = self._clock() + self._retry_pause
+        except Exception as exc:
+            back_off(self.backoff, exc, self._timer())
             raise
-        self._retry_pause = 0.0
-        self._retry_at = 0.0
+        self.backoff.succeeded()
         entry = CatalogEntry.create(payload.body, payload.content_type, self._clock())
-        self._local = entry
-        await self._store.set(self._key, entry.to_bytes(), self._freshness.retention)
-        await self._coordinator.announce()
+        self._adopt(entry)
         logger.info("catalog_stored", etag=entry.etag, size=len(entry.body))
         return entry
+
+    async def _write(self, entry: CatalogEntry) -> None:
+        await self._store.set(self._key, entry.to_bytes(), self._freshness.retention)
+
+    async def _keep(self) -> None:
+        """Keep a usable, fresh catalog once one is needed; never ends but by cancellation."""
+        while True:
+            try:
+                await self._keep_once()
+            except Exception:
+                # Fills log their own failures; this is what they did not foresee.
+                logger.exception("catalog_keeper_failed")
+                await self._sleep(RETRY_MAX)
+
+    async def _keep_once(self) -> None:
+        if not self._needed:
+            await self._sleep(math.inf)
+            return
+        local = self._local
+        now = self._clock()
+        if local is not None and not self._shared_changed and self._freshness.is_usable(local, now):
+            # Servable: a stale entry is refreshed on demand (stale-while-revalidate), so an
+            # idle replica costs the upstream nothing. Wake when it stops being servable.
+            await self._sleep(self._freshness.retention - self._freshness.age(local, now))
+            return
+        if self._shared_changed or self._timer() - self._read_at >= STORE_READ_INTERVAL:
+            self._shared_changed = False
+            entry = await self._newest_shared()
+            if entry is not None and self._freshness.is_usable(entry, self._clock()):
+                return
+        delay = self.backoff.delay()
+        if delay > 0:
+            await self._sleep(min(delay, STORE_READ_INTERVAL))
+            return
+        try:
+            await self._flight.run(self._fill_fresh)
+        except Exception:  # noqa: BLE001 - logged by the client, scheduled by the backoff
+            if self.backoff.delay() <= 0:
+                # A failure the loader did not see (it never ran): still no tight loop.
+                self.backoff.failed()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, or until woken (an announcement, a need, a poke)."""
+        self._wake.clear()
+        timeout = None if math.isinf(seconds) else max(seconds, 0.0)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()

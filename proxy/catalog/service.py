@@ -12,7 +12,7 @@ from proxy.cache.readthrough import CatalogCache, Lookup
 from proxy.catalog.view import CatalogView
 from proxy.coordination.rate import RateGate
 from proxy.upstream.client import UpstreamClient
-from proxy.upstream.errors import UpstreamBadResponse, UpstreamError
+from proxy.upstream.errors import UpstreamBadResponse
 from proxy.upstream.models import InvalidCatalogError, parse_catalog
 from proxy.upstream.token import TokenProvider
 
@@ -83,8 +83,8 @@ class CatalogService:
         try:
             await self._cache.get()
             logger.info("warm_up_done")
-        except UpstreamError as exc:
-            logger.warning("warm_up_failed", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - the keeper goes on trying; nothing to raise to
+            logger.warning("warm_up_failed", error=str(exc), kind=type(exc).__name__)
         finally:
             self.warming = False
 
@@ -127,9 +127,11 @@ class CatalogService:
             }
         outcome = self._upstream.last_outcome
         upstream = {"last_outcome": outcome, "rate_limited_for": round(self._upstream.blocked_for)}
-        # Without a usable entry we can serve only if the upstream is not known to be failing;
-        # while warming up, not yet: the first callers would wait on the upstream.
-        servable = usable or (outcome in {"ok", "unknown"} and not self.warming)
+        # Without a usable entry we can serve only if the upstream is not known to be failing
+        # or holding us off; while warming up, not yet: the first callers would wait on it.
+        servable = usable or (
+            outcome in {"ok", "unknown"} and not self.warming and not self._upstream.blocked_for
+        )
         report = {
             "catalog": catalog,
             "store": {"state": cache.store.state, "reachable": store_ok},

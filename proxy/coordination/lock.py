@@ -4,22 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import structlog
+from redis.asyncio.client import PubSub
 from redis.asyncio.lock import Lock
-from redis.exceptions import RedisError
 
 from proxy.coordination.client import RedisGuard
+from proxy.observability.metrics import Metrics
 
 logger = structlog.get_logger(__name__)
 
 LISTENER_FIRST_PAUSE = 0.5
 LISTENER_MAX_PAUSE = 15.0
-# How long the listener blocks on one read; bounds how quickly it notices cancellation.
-LISTEN_SLICE = 1.0
+# Each pause before resubscribing is drawn between this share of the nominal pause and the
+# whole of it, so replicas that lost Redis together do not all come back at once.
+LISTENER_JITTER_FLOOR = 0.5
+# A PING goes out this often; a connection that brought nothing back (no message, no pong)
+# for this many intervals is taken as lost, which catches a frozen server or a half-open
+# TCP connection (no FIN) that no read would ever report.
+LISTENER_PING_INTERVAL = 5.0
+LISTENER_MISSED_PINGS = 3
+# Topics are short words; anything longer is not an announcement.
+MAX_TOPIC_LENGTH = 64
+# Messages that are not announcements are logged (at debug) at most once per this many seconds.
+IGNORED_LOG_INTERVAL = 60.0
 
 
 class Coordinator(Protocol):
@@ -60,14 +73,39 @@ class Notifier:
     Messages name a topic (``catalog``, ``token``); each topic has an event replaced at every
     announcement, so a waiter that took the event before checking shared state cannot miss
     a wake-up. Listeners registered with :meth:`on` are called for every announcement too.
+    Anything else on the channel is ignored, and no failure ends the listening: a lost,
+    frozen or misbehaving connection is replaced after a pause, and counted.
     """
 
-    def __init__(self, guard: RedisGuard, channel: str) -> None:
-        """Prepare a notifier for ``channel``; :meth:`run` does the listening."""
+    def __init__(
+        self,
+        guard: RedisGuard,
+        channel: str,
+        *,
+        metrics: Metrics,
+        ping_interval: float = LISTENER_PING_INTERVAL,
+        missed_pings: int = LISTENER_MISSED_PINGS,
+        first_pause: float = LISTENER_FIRST_PAUSE,
+        max_pause: float = LISTENER_MAX_PAUSE,
+    ) -> None:
+        """Prepare a notifier for ``channel``; :meth:`run` does the listening.
+
+        The connection is taken as lost after ``missed_pings`` times ``ping_interval`` seconds
+        without anything from Redis; resubscribing waits ``first_pause`` seconds, doubling
+        after each further failure up to ``max_pause``.
+        """
         self._guard = guard
         self._channel = channel
+        self._metrics = metrics
+        self._ping_interval = ping_interval
+        self._silence_limit = ping_interval * missed_pings
+        self._first_pause = first_pause
+        self._max_pause = max_pause
+        self._rng = random.Random()  # noqa: S311 - jitter, not a secret
         self._events: dict[str, asyncio.Event] = {}
         self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._ignored = 0
+        self._ignored_logged_at = -IGNORED_LOG_INTERVAL
         self.listening = False
 
     def waiter(self, topic: str) -> asyncio.Event:
@@ -85,12 +123,16 @@ class Notifier:
         )
 
     def wake(self, topic: str) -> None:
-        """Wake this process's waiters on ``topic``."""
+        """Wake this process's waiters on ``topic``; a topic nobody waits for is left alone."""
         event = self._events.pop(topic, None)
         if event is not None:
             event.set()
-        for listener in self._listeners.get(topic, ()):
-            listener()
+        for listener in tuple(self._listeners.get(topic, ())):
+            # One failing listener must neither starve the others nor stop the listening.
+            try:
+                listener()
+            except Exception:
+                logger.exception("pubsub_listener_failed", topic=topic)
 
     def wake_all(self) -> None:
         """Wake every waiter: announcements may have been missed while not listening."""
@@ -98,31 +140,110 @@ class Notifier:
             self.wake(topic)
 
     async def run(self) -> None:
-        """Listen until cancelled, resubscribing with a growing pause after failures."""
-        pause = LISTENER_FIRST_PAUSE
+        """Listen until cancelled, resubscribing with a growing, jittered pause after failures."""
+        loop = asyncio.get_running_loop()
+        pause = self._first_pause
         while True:
-            pubsub = self._guard.client.pubsub(ignore_subscribe_messages=True)
+            pubsub: PubSub | None = None
+            subscribed_at: float | None = None
             try:
+                pubsub = self._guard.client.pubsub(ignore_subscribe_messages=True)
                 async with asyncio.timeout(self._guard.timeout * 4):
                     await pubsub.subscribe(self._channel)
                 self.listening = True
-                pause = LISTENER_FIRST_PAUSE
+                subscribed_at = loop.time()
                 self.wake_all()
-                while True:
-                    message = await pubsub.get_message(timeout=LISTEN_SLICE)
-                    if message is not None and message.get("type") == "message":
-                        data = message["data"]
-                        self.wake(data.decode() if isinstance(data, bytes) else str(data))
-            except (RedisError, OSError, TimeoutError) as exc:
-                if self.listening:
-                    logger.warning("redis_pubsub_lost", error=type(exc).__name__)
-                self.listening = False
+                await self._listen(pubsub)
+                reason, error = "silent", "NoReply"
+            # Whatever went wrong, only a new connection can help: the listener must go on.
+            except Exception as exc:  # noqa: BLE001
+                reason, error = "error", type(exc).__name__
             finally:
-                with contextlib.suppress(RedisError, OSError, TimeoutError):
-                    async with asyncio.timeout(self._guard.timeout):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, LISTENER_MAX_PAUSE)
+                self.listening = False
+                if pubsub is not None:
+                    await self._close(pubsub)
+            self._metrics.pubsub_restart(reason)
+            # Only a subscription that held for a while starts the pauses over: one lost right
+            # after subscribing (a flapping server, a fault that persists) keeps them growing.
+            if subscribed_at is not None and loop.time() - subscribed_at >= self._max_pause:
+                pause = self._first_pause
+            log = logger.warning if subscribed_at is not None else logger.debug
+            log("redis_pubsub_lost", reason=reason, error=error, pause=pause)
+            await asyncio.sleep(pause * self._rng.uniform(LISTENER_JITTER_FLOOR, 1.0))
+            pause = min(pause * 2, self._max_pause)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        """Handle messages, pinging between them; return once the connection falls silent."""
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        next_ping = heard + self._ping_interval
+        while True:
+            deadline = heard + self._silence_limit
+            now = loop.time()
+            if now >= deadline:
+                return
+            try:
+                # Every step ends by the deadline, even a write stuck on a full socket buffer.
+                async with asyncio.timeout_at(deadline):
+                    if now >= next_ping:
+                        next_ping = now + self._ping_interval
+                        await pubsub.ping()
+                    # In subscribed mode the reply to PING arrives as a "pong" message.
+                    message = await pubsub.get_message(
+                        timeout=max(min(next_ping, deadline) - loop.time(), 0.0)
+                    )
+            except TimeoutError:
+                if loop.time() < deadline:
+                    raise
+                return
+            if message is not None:
+                heard = loop.time()
+                self._handle(message)
+
+    def _handle(self, message: object) -> None:
+        """Wake the topic a message names; ignore pongs, and anything that names no topic."""
+        if not isinstance(message, dict):
+            self._ignore("odd_message", type(message).__name__, 0)
+            return
+        if message.get("type") != "message":
+            return
+        data = message.get("data")
+        if isinstance(data, bytes):
+            if len(data) > MAX_TOPIC_LENGTH:
+                self._ignore("too_long", "bytes", len(data))
+                return
+            try:
+                topic = data.decode()
+            except UnicodeDecodeError:
+                self._ignore("not_utf8", "bytes", len(data))
+                return
+        elif isinstance(data, str):
+            if len(data) > MAX_TOPIC_LENGTH:
+                self._ignore("too_long", "str", len(data))
+                return
+            topic = data
+        else:
+            self._ignore("odd_data", type(data).__name__, 0)
+            return
+        self.wake(topic)
+
+    def _ignore(self, kind: str, data_type: str, size: int) -> None:
+        """Count a message that is not an announcement; log a few, never their content."""
+        self._ignored += 1
+        now = time.monotonic()
+        if now - self._ignored_logged_at >= IGNORED_LOG_INTERVAL:
+            self._ignored_logged_at = now
+            logger.debug(
+                "redis_pubsub_ignored", kind=kind, type=data_type, size=size, total=self._ignored
+            )
+
+    async def _close(self, pubsub: PubSub) -> None:
+        """Drop the subscription's connection, giving up on it after the call timeout."""
+        try:
+            async with asyncio.timeout(self._guard.timeout):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        except Exception as exc:  # noqa: BLE001 - the connection is being discarded anyway
+            logger.debug("redis_pubsub_close_failed", error=type(exc).__name__)
 
 
 class RedisCoordinator:

@@ -190,6 +190,26 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self._pubsub_restarts = Counter(
+            "pubsub_restarts",
+            "Times the pub/sub listener reconnected, by reason.",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self._clock_skew = Counter(
+            "clock_skew_events",
+            "Shared entries stamped in this replica's future, taken as stamped when first seen.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self._rate_limited = Counter(
+            "upstream_rate_limit_windows",
+            "Retry-After windows recorded, by endpoint and where they were learned.",
+            ["endpoint", "source"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self._redis_errors = Counter(
             "redis_errors",
             "Redis calls that failed or timed out, by operation.",
@@ -253,3 +273,15 @@ class Metrics:
     def redis_error(self, operation: str) -> None:
         """Count a failed Redis call."""
         self._redis_errors.labels(operation).inc()
+
+    def pubsub_restart(self, reason: str) -> None:
+        """Count a reconnect of the pub/sub listener (``error``, ``silent`` or ``junk``)."""
+        self._pubsub_restarts.labels(reason).inc()
+
+    def clock_skew(self) -> None:
+        """Count a shared entry found stamped in this replica's future."""
+        self._clock_skew.inc()
+
+    def rate_limit_window(self, endpoint: str, source: str) -> None:
+        """Count a Retry-After window seen (``upstream``) or adopted from the store (``shared``)."""
+        self._rate_limited.labels(endpoint, source).inc()

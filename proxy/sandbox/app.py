@@ -9,6 +9,8 @@ import contextlib
 import json
 import secrets
 import time
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -34,6 +36,14 @@ _HANG_POLL_SECONDS = 0.05
 _TOKEN_CLAIM_BYTES = 1380
 _TOKEN_SIGNATURE_BYTES = 256
 _BASE_PREFIXES = ("", "/management-api")
+# Streamed fault bodies are generated and written this many bytes at a time.
+_STREAM_CHUNK = 64 * 1024
+# What oversized bodies are made of: the start of a products array, or of a token object.
+_PRODUCTS_FILLER = (
+    b"[",
+    b'{"id":1001,"product":"1NCE IoT FlexSIM - Standard","material":"1NCE FlexSIM"},',
+)
+_TOKEN_FILLER = (b'{"access_token":"', b"abcdefghijklmnopqrstuvwxyz012345")
 
 
 def _b64url(data: bytes) -> str:
@@ -69,6 +79,10 @@ class SandboxState:
     """Requests received on the products endpoint, failed ones included."""
     products_authorizations: list[str] = field(default_factory=list, repr=False)
     """The Authorization header of every products request, in order ("" when absent)."""
+    streamed_bytes: int = 0
+    """Bytes of streamed fault bodies (oversized bodies, gzip bombs) written, as sent."""
+    streams_cut: int = 0
+    """Streamed fault bodies whose client went away before their end."""
     tokens: dict[str, float] = field(default_factory=dict, repr=False)
     """Every valid token issued, with its expiry on the `time.monotonic` clock."""
 
@@ -99,6 +113,8 @@ class SandboxState:
         self.tokens_issued = 0
         self.products_requests = 0
         self.products_authorizations.clear()
+        self.streamed_bytes = 0
+        self.streams_cut = 0
 
     def reset(self) -> None:
         """Back to a new emulator: faults off, counters zero, no tokens, default catalog."""
@@ -116,6 +132,8 @@ class SandboxState:
             "tokens_valid": sum(1 for expiry in self.tokens.values() if expiry > now),
             "products_requests": self.products_requests,
             "products_authorizations": list(self.products_authorizations),
+            "streamed_bytes": self.streamed_bytes,
+            "streams_cut": self.streams_cut,
             "catalog_size": len(self.catalog),
             "token_ttl": self.token_ttl,
             "faults": self.faults.as_dict(),
@@ -205,27 +223,42 @@ def _error_code(status: int) -> str:
     return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
 
 
-def _failure(status: int) -> web.Response:
+def _failure(status: int, faults: Faults) -> web.Response:
     """Answer as an upstream failing with this status does."""
+    if status == HTTPStatus.TOO_MANY_REQUESTS and faults.retry_after_header is not None:
+        return _rate_limited(None, faults)
     if status in _EMPTY_BODY_STATUSES:
         return web.Response(status=status)
     return _upstream_error(status, _error_code(status), "Sandbox fault injected.")
 
 
-async def _token(request: web.Request) -> web.Response:
+def _rate_limited(seconds: int | None, faults: Faults) -> web.Response:
+    """Answer 429, with `Retry-After` as the faults say (or none at all)."""
+    value = faults.retry_after_header
+    if value is None and seconds is not None:
+        value = str(seconds)
+    headers = {} if value is None else {hdrs.RETRY_AFTER: value}
+    return web.Response(status=HTTPStatus.TOO_MANY_REQUESTS, headers=headers)
+
+
+def _redirect(location: str) -> web.Response:
+    """Answer 302 to `location`, as a misrouted or hijacked upstream would."""
+    return web.Response(status=HTTPStatus.FOUND, headers={hdrs.LOCATION: location})
+
+
+async def _token(request: web.Request) -> web.StreamResponse:
     """`POST /oauth/token`: a new bearer token for valid client credentials."""
     state = request.app[SANDBOX_STATE]
     state.token_requests += 1
-    if state.faults.token_latency > 0:
-        await asyncio.sleep(state.faults.token_latency)
-    status = state.faults.token_status
-    if status == HTTPStatus.BAD_REQUEST:
-        return _upstream_error(status, "BadCredentials", "User does not exist.")
-    if status is not None:
-        return _failure(status)
+    faults = state.faults
+    failure = await _token_failure(request, faults)
+    if failure is not None:
+        return failure
     problem = await _token_request_problem(request, state)
     if problem is not None:
         return _upstream_error(HTTPStatus.BAD_REQUEST, *problem)
+    if faults.token_oversized_body is not None:
+        return await _stream(request, _JSON, _filler(faults.token_oversized_body, *_TOKEN_FILLER))
     body = {
         "status_code": 200,
         "access_token": state.issue_token(),
@@ -235,6 +268,25 @@ async def _token(request: web.Request) -> web.Response:
         "scope": "all",
     }
     return _json_response(HTTPStatus.OK, body)
+
+
+async def _token_failure(request: web.Request, faults: Faults) -> web.Response | None:
+    """Apply the token faults that act before the credentials check; return their answer."""
+    if faults.token_latency > 0:
+        await asyncio.sleep(faults.token_latency)
+    if faults.token_hang:
+        await _hang(request)
+        return _stopping()
+    if faults.token_rate_limit_retry_after is not None:
+        return _rate_limited(faults.token_rate_limit_retry_after, faults)
+    if faults.token_redirect_to is not None:
+        return _redirect(faults.token_redirect_to)
+    status = faults.token_status
+    if status == HTTPStatus.BAD_REQUEST:
+        return _upstream_error(status, "BadCredentials", "User does not exist.")
+    if status is not None:
+        return _failure(status, faults)
+    return None
 
 
 async def _token_request_problem(
@@ -264,7 +316,7 @@ async def _token_request_problem(
     return None
 
 
-async def _products(request: web.Request) -> web.Response:
+async def _products(request: web.Request) -> web.StreamResponse:
     """`GET /v1/products`: the catalog for a valid bearer token."""
     state = request.app[SANDBOX_STATE]
     state.products_requests += 1
@@ -277,13 +329,26 @@ async def _products(request: web.Request) -> web.Response:
     token = _bearer_token(authorization)
     if faults.reject_all_tokens or token is None or not state.token_is_valid(token):
         return web.Response(status=HTTPStatus.UNAUTHORIZED)
+    if faults.oversized_body is not None:
+        return await _stream(
+            request, _CATALOG_CONTENT_TYPE, _filler(faults.oversized_body, *_PRODUCTS_FILLER)
+        )
+    if faults.gzip_bomb is not None:
+        return await _stream(
+            request, _CATALOG_CONTENT_TYPE, _gzip_bomb(faults.gzip_bomb), content_encoding="gzip"
+        )
+    return _catalog_response(_catalog_body(state.catalog, faults))
+
+
+def _catalog_body(catalog: list[dict[str, Any]], faults: Faults) -> bytes:
+    """Return the products body to send, spoilt as the faults say."""
+    full = _compact_json(catalog)
     if faults.malformed_body:
         # A body cut short, as when a connection drops mid-transfer.
-        full = _compact_json(state.catalog)
-        return _catalog_response(full[: max(1, len(full) // 2)])
+        return full[: max(1, len(full) // 2)]
     if faults.wrong_shape:
-        return _catalog_response(_compact_json({"products": state.catalog}))
-    return _catalog_response(_compact_json(state.catalog))
+        return _compact_json({"products": catalog})
+    return full
 
 
 async def _products_failure(request: web.Request, faults: Faults) -> web.Response | None:
@@ -292,15 +357,90 @@ async def _products_failure(request: web.Request, faults: Faults) -> web.Respons
         await asyncio.sleep(faults.products_latency)
     if faults.hang:
         await _hang(request)
-        return _upstream_error(
-            HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", "The sandbox is stopping."
-        )
+        return _stopping()
+    if faults.redirect_to is not None:
+        return _redirect(faults.redirect_to)
     if faults.rate_limit_retry_after is not None:
-        headers = {hdrs.RETRY_AFTER: str(faults.rate_limit_retry_after)}
-        return web.Response(status=HTTPStatus.TOO_MANY_REQUESTS, headers=headers)
+        return _rate_limited(faults.rate_limit_retry_after, faults)
     if faults.products_status is not None:
-        return _failure(faults.products_status)
+        return _failure(faults.products_status, faults)
     return None
+
+
+def _stopping() -> web.Response:
+    """Answer a request that hung until the app began to shut down."""
+    return _upstream_error(
+        HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", "The sandbox is stopping."
+    )
+
+
+async def _stream(
+    request: web.Request,
+    content_type: str,
+    chunks: Iterator[bytes],
+    *,
+    content_encoding: str | None = None,
+) -> web.StreamResponse:
+    """Send a 200 whose body is written chunk by chunk as generated, never held whole.
+
+    Stops writing as soon as the client goes away.
+    """
+    response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: content_type})
+    if content_encoding is not None:
+        response.headers[hdrs.CONTENT_ENCODING] = content_encoding
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    sent = False
+    try:
+        with contextlib.suppress(ConnectionError):
+            sent = await _write_all(request, response, chunks)
+    finally:
+        # Also reached when the server cancels the handler of a client that left.
+        if not sent:
+            request.app[SANDBOX_STATE].streams_cut += 1
+    return response
+
+
+async def _write_all(
+    request: web.Request, response: web.StreamResponse, chunks: Iterator[bytes]
+) -> bool:
+    """Write every chunk and end the body; False when the client left first."""
+    state = request.app[SANDBOX_STATE]
+    for chunk in chunks:
+        # Writes that fit the socket buffers never yield; let the loop see a client leave.
+        await asyncio.sleep(0)
+        if not _client_connected(request):
+            return False
+        await response.write(chunk)
+        state.streamed_bytes += len(chunk)
+    await response.write_eof()
+    return True
+
+
+def _filler(size: int, opening: bytes, unit: bytes) -> Iterator[bytes]:
+    """Yield `size` bytes in chunks: `opening`, then `unit` over and over, cut at `size`."""
+    block = unit * max(1, _STREAM_CHUNK // len(unit))
+    chunk = opening + block
+    left = size
+    while left > 0:
+        piece = chunk[:left]
+        yield piece
+        left -= len(piece)
+        chunk = block
+
+
+def _gzip_bomb(size: int) -> Iterator[bytes]:
+    """Yield a gzip stream, compressed as it goes, that inflates to `size` zero bytes."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(_STREAM_CHUNK)
+    left = size
+    while left > 0:
+        piece = zeros if left >= _STREAM_CHUNK else zeros[:left]
+        left -= len(piece)
+        compressed = compressor.compress(piece)
+        if compressed:
+            yield compressed
+    yield compressor.flush()
 
 
 async def _hang(request: web.Request) -> None:

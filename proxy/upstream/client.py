@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 import structlog
-from multidict import CIMultiDictProxy
 from pydantic import SecretStr
 
 from proxy.observability.metrics import Metrics
@@ -21,16 +17,16 @@ from proxy.upstream.errors import (
     UpstreamError,
     UpstreamRateLimited,
     UpstreamTimeout,
-    UpstreamUnavailable,
     status_outcome,
 )
 from proxy.upstream.models import InvalidCatalogError, Product, parse_catalog
 from proxy.upstream.token import TokenProvider
+from proxy.upstream.transport import Answer, exchange
+from proxy.upstream.windows import RateWindows, parse_retry_after
 
 logger = structlog.get_logger(__name__)
 
-# When a 429 carries no usable Retry-After, stay away this long.
-DEFAULT_RETRY_AFTER = 30.0
+ENDPOINT = "products"
 BACKOFF_BASE = 0.2
 BACKOFF_CAP = 2.0
 
@@ -49,7 +45,8 @@ class UpstreamClient:
 
     One call of :meth:`fetch_products` takes at most ``timeout`` seconds in all: token,
     retries with jittered backoff on connection errors and 5xx, and a single token refresh
-    on 401. After a 429 no request leaves before its ``Retry-After`` has passed.
+    on 401. After a 429 no request leaves the deployment before its ``Retry-After`` (capped)
+    has passed. Redirects are never followed and answers are bounded in size.
     """
 
     def __init__(
@@ -60,32 +57,32 @@ class UpstreamClient:
         base_url: str,
         timeout: float,
         retries: int,
-        metrics: Metrics | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        windows: RateWindows,
+        metrics: Metrics,
+        max_bytes: int,
+        retry_after_max: float,
     ) -> None:
         """Prepare a client over the app's shared session."""
-        self._metrics = metrics or Metrics()
-        self._last_seconds = 0.0
         self._session = session
         self._tokens = tokens
         self._products_url = f"{base_url}/v1/products"
         self._timeout = timeout
         self._retries = retries
-        self._clock = clock
-        self._blocked_until = 0.0
+        self._windows = windows
+        self._metrics = metrics
+        self._max_bytes = max_bytes
+        self._retry_after_max = retry_after_max
         self.last_outcome = "unknown"
 
     @property
     def blocked_for(self) -> float:
-        """Seconds until the upstream's last ``Retry-After`` has passed (0 when not blocked)."""
-        return max(self._blocked_until - self._clock(), 0.0)
+        """Seconds until the last known ``Retry-After`` window of either endpoint ends."""
+        return max(self._windows.left(ENDPOINT), self._windows.left("token"))
 
     async def fetch_products(self) -> UpstreamCatalog:
         """Fetch and validate the catalog, or raise an :class:`UpstreamError` subclass."""
-        blocked = self.blocked_for
-        if blocked > 0:
-            raise UpstreamRateLimited("upstream rate limit in force", retry_after=blocked)
         try:
+            await self._windows.check(ENDPOINT)
             async with asyncio.timeout(self._timeout) as budget:
                 catalog = await self._with_retries(budget)
         except TimeoutError:
@@ -118,72 +115,48 @@ class UpstreamClient:
 
     async def _attempt(self) -> UpstreamCatalog:
         token = await self._tokens.get()
-        status, headers, body = await self._get_products(token)
-        if status == 401:
+        answer = await self._get_products(token)
+        if answer.status == 401:
             # Tokens can be revoked before they expire: refresh once, then retry once.
             await self._tokens.invalidate(token)
             token = await self._tokens.get()
-            status, headers, body = await self._get_products(token)
-            if status == 401:
+            answer = await self._get_products(token)
+            if answer.status == 401:
                 raise UpstreamAuthError("upstream refused a freshly issued token")
+        status = answer.status
         if status == 429:
-            retry_after = _retry_after(headers.get("Retry-After"))
-            self._blocked_until = self._clock() + retry_after
-            raise UpstreamRateLimited("upstream rate limited us", retry_after=retry_after)
+            retry_after = parse_retry_after(
+                answer.headers.get("Retry-After"), cap=self._retry_after_max
+            )
+            await self._windows.open(ENDPOINT, retry_after)
+            raise UpstreamRateLimited("upstream rate limited us", retry_after=max(retry_after, 1.0))
         if status >= 500:
             raise UpstreamBadResponse(f"upstream answered {status}", retryable=True)
         if status != 200:
             raise UpstreamBadResponse(f"upstream answered {status}")
         try:
-            products = parse_catalog(body)
+            products = parse_catalog(answer.body)
         except InvalidCatalogError as exc:
-            self._metrics.upstream("products", "invalid_body", self._last_seconds)
+            self._metrics.upstream(ENDPOINT, "invalid_body", answer.seconds)
             raise UpstreamBadResponse(f"upstream sent an unusable catalog: {exc}") from None
-        self._metrics.upstream("products", "ok", self._last_seconds)
-        content_type = headers.get("Content-Type", "application/json")
-        return UpstreamCatalog(body=body, content_type=content_type, products=products)
+        self._metrics.upstream(ENDPOINT, "ok", answer.seconds)
+        content_type = answer.headers.get("Content-Type", "application/json")
+        return UpstreamCatalog(body=answer.body, content_type=content_type, products=products)
 
-    async def _get_products(self, token: SecretStr) -> tuple[int, CIMultiDictProxy[str], bytes]:
+    async def _get_products(self, token: SecretStr) -> Answer:
         """GET the products; every outcome but a 200 is counted here, a 200 after validation."""
-        started = time.perf_counter()
-
-        def count(outcome: str) -> None:
-            self._metrics.upstream("products", outcome, time.perf_counter() - started)
-
-        try:
-            async with self._session.get(
-                self._products_url,
-                headers={
-                    "Authorization": f"Bearer {token.get_secret_value()}",
-                    "Accept": "application/json",
-                },
-            ) as response:
-                status, headers, body = response.status, response.headers, await response.read()
-        except aiohttp.ClientConnectionError as exc:
-            count("connection_error")
-            raise UpstreamUnavailable(f"upstream unreachable: {type(exc).__name__}") from None
-        except aiohttp.ClientPayloadError:
-            count("invalid_body")
-            raise UpstreamBadResponse("upstream sent a broken body", retryable=True) from None
-        except asyncio.CancelledError:
-            # The fetch's time budget ran out (or the service is shutting down).
-            count("timeout")
-            raise
-        self._last_seconds = time.perf_counter() - started
-        if status != 200:
-            count(status_outcome(status))
-        return status, headers, body
-
-
-def _retry_after(value: str | None) -> float:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or HTTP-date)."""
-    if value is None:
-        return DEFAULT_RETRY_AFTER
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return DEFAULT_RETRY_AFTER
-    return max(when.timestamp() - time.time(), 0.0)
+        answer = await exchange(
+            self._session,
+            "GET",
+            self._products_url,
+            endpoint=ENDPOINT,
+            headers={
+                "Authorization": f"Bearer {token.get_secret_value()}",
+                "Accept": "application/json",
+            },
+            max_bytes=self._max_bytes,
+            metrics=self._metrics,
+        )
+        if answer.status != 200:
+            self._metrics.upstream(ENDPOINT, status_outcome(answer.status), answer.seconds)
+        return answer

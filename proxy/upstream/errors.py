@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from proxy.backoff import Backoff
+
 
 def status_outcome(status: int) -> str:
     """Name the metrics outcome of an HTTP status from the upstream."""
@@ -54,5 +56,26 @@ class UpstreamRateLimited(UpstreamUnavailable):
     retryable = False
 
 
+class RateWindowOpen(UpstreamRateLimited):
+    """Refused before sending: a ``Retry-After`` window (ours or another replica's) is in force.
+
+    Nothing reached the upstream, so this says nothing new about it: retry pauses do not grow.
+    """
+
+
 class UpstreamTimeout(UpstreamError):
     """The upstream did not answer within the configured timeout."""
+
+
+def back_off(backoff: Backoff, exc: BaseException, now: float) -> None:
+    """Schedule the next attempt after ``exc``; ``now`` is on the backoff's clock.
+
+    A 429 sets the earliest time; a request refused locally inside a window only waits for
+    the window to end (no new failure); anything else grows the pause.
+    """
+    if isinstance(exc, RateWindowOpen):
+        backoff.hold_until(now + exc.retry_after)
+    elif isinstance(exc, UpstreamRateLimited):
+        backoff.failed(not_before=now + exc.retry_after)
+    else:
+        backoff.failed()

@@ -4,78 +4,94 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import aiohttp
 import structlog
 from pydantic import SecretStr
 
+from proxy.backoff import Backoff
+from proxy.coordination.fill import CoordinatedFill
+from proxy.coordination.lock import Coordinator, LocalCoordinator
+from proxy.coordination.singleflight import SingleFlight
 from proxy.observability.metrics import Metrics
 from proxy.upstream.errors import (
     UpstreamAuthError,
     UpstreamBadResponse,
-    UpstreamUnavailable,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    back_off,
     status_outcome,
 )
+from proxy.upstream.transport import exchange
+from proxy.upstream.windows import RateWindows, parse_retry_after
 
 logger = structlog.get_logger(__name__)
 
-# After bad credentials, callers fail fast for this long instead of asking 1NCE again.
-CREDENTIAL_FAILURE_BACKOFF = 30.0
-# A replica waiting for another's token re-checks the shared store at least this often.
-WAIT_SLICE = 0.25
+ENDPOINT = "token"
+# Failed token fetches are retried no sooner than this, doubling up to the cap; while the
+# credentials are refused, callers fail fast for that long instead of asking 1NCE again.
+RETRY_FIRST = 1.0
+RETRY_MAX = 30.0
+# A token is never used this close to its expiry: a request must reach 1NCE before it ends.
+EXPIRY_SAFETY = 5.0
+DEFAULT_LIFETIME = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
 class SharedToken:
-    """A token as replicas share it: its value and when it expires (wall-clock seconds)."""
+    """A token, when it expires on this replica's wall clock, and the lifetime it was issued with.
+
+    Whoever reads a shared token computes ``expires_at`` from the store's remaining time to
+    live, never from another replica's clock.
+    """
 
     value: SecretStr
     expires_at: float
+    lifetime: float
+
+    def left(self, now: float) -> float:
+        """Seconds of validity left at wall time ``now``."""
+        return self.expires_at - now
 
 
 class SharedTokens(Protocol):
-    """Where replicas keep the deployment's one token, and how they take turns renewing it."""
+    """Where replicas keep the deployment's one token."""
 
     async def load(self) -> SharedToken | None:
         """Return the stored token, if any."""
         ...
 
     async def save(self, token: SharedToken) -> None:
-        """Store ``token`` until it expires and tell the other replicas."""
+        """Store ``token`` until it expires."""
         ...
 
     async def discard(self, token: SharedToken) -> None:
         """Delete the stored token, but only if it is still ``token``."""
         ...
 
-    def turn(self) -> contextlib.AbstractAsyncContextManager[bool]:
-        """Enter to learn whether this replica may fetch a token now."""
-        ...
-
-    def waiter(self) -> asyncio.Event:
-        """Return the event set when another replica stores a token."""
-        ...
-
 
 @dataclass(frozen=True, slots=True)
 class _Held:
     token: SharedToken
-    refresh_at: float  # monotonic
+    renew_at: float  # monotonic
+    dead_at: float  # monotonic: not to be used from then on
 
 
 class TokenProvider:
     """Hands out a valid bearer token, fetching a new one only when needed.
 
-    Concurrent callers share one fetch; a token is reused until ``margin`` seconds before it
-    expires (never for more than half its life); after the upstream refuses the credentials,
-    callers fail fast for a while. With ``shared`` tokens, replicas use one token: it is read
-    from the shared store, and renewed by one replica at a time.
+    A token is used until ``margin`` seconds before it expires (never past half its life);
+    inside the margin, one renewal runs in the background while callers keep using it. With
+    ``shared`` tokens, replicas use one token through a :class:`CoordinatedFill`: a token
+    inside its margin is replaced by one replica under the token lock while the others keep
+    using it until the new one is stored. Failed fetches back off; while the credentials are
+    refused (400/401), callers fail fast; a 429 opens the token endpoint's window.
     """
 
     def __init__(
@@ -86,9 +102,14 @@ class TokenProvider:
         client_id: str,
         client_secret: SecretStr,
         margin: float,
+        windows: RateWindows,
+        metrics: Metrics,
+        timeout: float,
+        max_bytes: int,
+        retry_after_max: float,
         shared: SharedTokens | None = None,
+        coordinator: Coordinator | None = None,
         max_wait: float = 10.0,
-        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -98,38 +119,53 @@ class TokenProvider:
         credentials = f"{client_id}:{client_secret.get_secret_value()}".encode()
         self._authorization = SecretStr(f"Basic {base64.b64encode(credentials).decode()}")
         self._margin = margin
+        self._windows = windows
+        self._metrics = metrics
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+        self._retry_after_max = retry_after_max
         self._shared = shared
-        self._max_wait = max_wait
-        self._metrics = metrics or Metrics()
         self._clock = clock
         self._wall_clock = wall_clock
         self._held: _Held | None = None
-        self._lock = asyncio.Lock()
-        self._failure: UpstreamAuthError | None = None
-        self._failure_until = 0.0
-        self.refreshes = 0
+        self._flight: SingleFlight[_Held] = SingleFlight()
+        self._backoff = Backoff(first=RETRY_FIRST, cap=RETRY_MAX, clock=clock)
+        self._refused: UpstreamAuthError | None = None
+        self._fill = CoordinatedFill(
+            name="token",
+            read=self._read_shared,
+            load=self._fetch,
+            store=self._store_shared,
+            coordinator=coordinator or LocalCoordinator(),
+            max_wait=max_wait,
+            metrics=metrics,
+            clock=clock,
+        )
 
     @property
     def state(self) -> str:
-        """``valid``, ``none`` or ``failing``, for readiness reports."""
-        if self._failure is not None and self._clock() < self._failure_until:
+        """``valid``, ``none``, ``failing`` (credentials refused) or ``rate_limited``."""
+        if self._refused is not None and self._backoff.delay() > 0:
             return "failing"
-        return "valid" if self._usable() is not None else "none"
+        if self._windows.left(ENDPOINT) > 0:
+            return "rate_limited"
+        held = self._held
+        return "valid" if held is not None and self._clock() < held.dead_at else "none"
 
     async def get(self) -> SecretStr:
         """Return a token that is valid now, fetching one if needed."""
-        token = self._usable()
-        if token is not None:
-            return token
-        async with self._lock:
-            # Whoever held the lock before us may have got one already.
-            token = self._usable()
-            if token is not None:
-                return token
-            self._raise_recent_failure()
-            held = await self._obtain()
-            self._held = held
-            return held.token.value
+        held = self._held
+        if held is not None:
+            now = self._clock()
+            if now < held.renew_at:
+                return held.token.value
+            if now < held.dead_at:
+                self._renew_in_background()
+                return held.token.value
+        if self._refused is not None and self._backoff.delay() > 0:
+            raise self._refused
+        held, _ = await self._flight.run(self._renew)
+        return held.token.value
 
     async def invalidate(self, failed: SecretStr) -> None:
         """Forget the token, here and in the shared store, but only if it is the one refused."""
@@ -140,100 +176,115 @@ class TokenProvider:
         if self._shared is not None:
             await self._shared.discard(held.token)
 
-    def _usable(self) -> SecretStr | None:
-        held = self._held
-        if held is not None and self._clock() < held.refresh_at:
-            return held.token.value
-        return None
+    async def close(self) -> None:
+        """Stop a renewal in flight."""
+        await self._flight.close()
 
-    def _raise_recent_failure(self) -> None:
-        if self._failure is not None and self._clock() < self._failure_until:
-            raise self._failure
+    def _renew_in_background(self) -> None:
+        if not self._flight.running and self._backoff.delay() <= 0:
+            self._flight.start(self._renew)
 
-    def _hold(self, token: SharedToken) -> _Held | None:
-        """Plan when to renew ``token``; None when it is already due."""
-        left = token.expires_at - self._wall_clock()
-        lifetime = left - min(self._margin, left / 2)
-        return _Held(token, self._clock() + lifetime) if lifetime > 0 else None
-
-    async def _obtain(self) -> _Held:
-        shared = self._shared
-        if shared is None:
-            return await self._fetch()
-        give_up_at = self._clock() + self._max_wait
-        while True:
-            announced = shared.waiter()
-            stored = await shared.load()
-            if stored is not None and (held := self._hold(stored)) is not None:
-                return held
-            async with shared.turn() as mine:
-                if mine:
-                    stored = await shared.load()
-                    if stored is not None and (held := self._hold(stored)) is not None:
-                        return held
-                    held = await self._fetch()
-                    await shared.save(held.token)
-                    return held
-            if self._clock() >= give_up_at:
-                return await self._fetch()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(WAIT_SLICE):
-                    await announced.wait()
-
-    async def _fetch(self) -> _Held:
-        self.refreshes += 1
-        started = time.perf_counter()
-        try:
-            held = await self._request()
-        except BaseException:
-            self._metrics.token_refresh(ok=False)
-            raise
-        self._metrics.token_refresh(ok=True)
-        logger.info("token_refreshed", seconds=round(time.perf_counter() - started, 3))
+    async def _renew(self) -> _Held:
+        token = await self._fill.run(self._good, meanwhile=self._alive)
+        held = self._hold(token)
+        self._held = held
         return held
 
-    async def _request(self) -> _Held:
-        started = time.perf_counter()
+    def _renew_margin(self, token: SharedToken) -> float:
+        return min(self._margin, token.lifetime / 2)
 
-        def count(outcome: str) -> None:
-            self._metrics.upstream("token", outcome, time.perf_counter() - started)
+    def _good(self, token: SharedToken) -> bool:
+        """Whether ``token`` is outside its renewal margin."""
+        return token.left(self._wall_clock()) > max(self._renew_margin(token), EXPIRY_SAFETY)
 
-        try:
-            async with self._session.post(
-                self._token_url,
-                json={"grant_type": "client_credentials"},
-                headers={
-                    "Accept": "application/json",
-                    "Authorization": self._authorization.get_secret_value(),
-                },
-            ) as response:
-                status = response.status
-                body = await response.read()
-        except aiohttp.ClientConnectionError as exc:
-            count("connection_error")
-            raise UpstreamUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
-        except asyncio.CancelledError:
-            count("timeout")
-            raise
-        payload = _json_or_none(body)
-        count(
-            status_outcome(status) if status != 200 or isinstance(payload, dict) else "invalid_body"
+    def _alive(self, token: SharedToken) -> bool:
+        """Whether ``token`` may still be used while another replica renews it."""
+        return token.left(self._wall_clock()) > EXPIRY_SAFETY
+
+    def _hold(self, token: SharedToken) -> _Held:
+        left = token.left(self._wall_clock())
+        now = self._clock()
+        return _Held(
+            token,
+            renew_at=now + left - self._renew_margin(token),
+            dead_at=now + max(left - EXPIRY_SAFETY, 0.0),
         )
+
+    async def _read_shared(self) -> SharedToken | None:
+        return None if self._shared is None else await self._shared.load()
+
+    async def _store_shared(self, token: SharedToken) -> None:
+        if self._shared is not None:
+            await self._shared.save(token)
+
+    async def _fetch(self) -> SharedToken:
+        started = time.perf_counter()
+        try:
+            await self._windows.check(ENDPOINT)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    token = await self._request()
+            except TimeoutError:
+                self._metrics.upstream(ENDPOINT, "timeout", time.perf_counter() - started)
+                raise UpstreamTimeout(
+                    f"token endpoint did not answer within {self._timeout:g}s"
+                ) from None
+        except UpstreamError as exc:
+            back_off(self._backoff, exc, self._clock())
+            self._metrics.token_refresh(ok=False)
+            if not isinstance(exc, UpstreamAuthError):
+                logger.warning("token_fetch_failed", error=str(exc), kind=type(exc).__name__)
+            raise
+        self._backoff.succeeded()
+        self._refused = None
+        self._metrics.token_refresh(ok=True)
+        logger.info("token_refreshed", seconds=round(time.perf_counter() - started, 3))
+        return token
+
+    async def _request(self) -> SharedToken:
+        answer = await exchange(
+            self._session,
+            "POST",
+            self._token_url,
+            endpoint=ENDPOINT,
+            headers={
+                "Accept": "application/json",
+                "Authorization": self._authorization.get_secret_value(),
+            },
+            json_body={"grant_type": "client_credentials"},
+            max_bytes=self._max_bytes,
+            metrics=self._metrics,
+        )
+        status = answer.status
+        payload = _json_or_none(answer.body)
+        outcome = status_outcome(status)
+        if status == 200 and not isinstance(payload, dict):
+            outcome = "invalid_body"
+        self._metrics.upstream(ENDPOINT, outcome, answer.seconds)
+        if status == 429:
+            retry_after = parse_retry_after(
+                answer.headers.get("Retry-After"), cap=self._retry_after_max
+            )
+            await self._windows.open(ENDPOINT, retry_after)
+            raise UpstreamRateLimited(
+                "token endpoint rate limited us", retry_after=max(retry_after, 1.0)
+            )
+        if status in {400, 401}:
+            self._refuse(status, payload)
         if status >= 500:
             raise UpstreamBadResponse(f"token endpoint answered {status}", retryable=True)
         if status != 200:
-            self._fail_fast(status, payload)
+            raise UpstreamBadResponse(f"token endpoint answered {status}")
         return self._parse(payload)
 
-    def _fail_fast(self, status: int, payload: object) -> None:
+    def _refuse(self, status: int, payload: object) -> NoReturn:
         code = payload.get("errorCode") if isinstance(payload, dict) else None
-        failure = UpstreamAuthError(f"token endpoint refused the credentials ({status} {code})")
-        self._failure = failure
-        self._failure_until = self._clock() + CREDENTIAL_FAILURE_BACKOFF
+        refused = UpstreamAuthError(f"token endpoint refused the credentials ({status} {code})")
+        self._refused = refused
         logger.error("token_refused", status=status, error_code=code)
-        raise failure
+        raise refused
 
-    def _parse(self, payload: object) -> _Held:
+    def _parse(self, payload: object) -> SharedToken:
         if not isinstance(payload, dict):
             raise UpstreamBadResponse("token endpoint sent an unexpected body")
         value = payload.get("access_token")
@@ -241,16 +292,13 @@ class TokenProvider:
         if not isinstance(value, str) or not value:
             raise UpstreamBadResponse("token endpoint sent no access_token")
         if not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool):
-            expires_in = 3600
-        self._failure = None
-        token = SharedToken(SecretStr(value), self._wall_clock() + float(expires_in))
-        held = self._hold(token)
-        # A token that is due at once (expires_in of 0) is still good for the call at hand.
-        return held if held is not None else _Held(token, self._clock())
+            expires_in = DEFAULT_LIFETIME
+        lifetime = min(max(float(expires_in), 0.0), 86400.0 * 365)
+        return SharedToken(SecretStr(value), self._wall_clock() + lifetime, lifetime)
 
 
 def _json_or_none(body: bytes) -> object:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None

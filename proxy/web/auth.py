@@ -16,15 +16,20 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="1nce-proxy"'}
 def bearer_matches(authorization: str | None, secrets: tuple[SecretStr, ...]) -> bool:
     """Whether ``Authorization: Bearer <x>`` names one of ``secrets``.
 
+    Only ASCII space and tab around ``<x>`` are ignored (HTTP's own whitespace): a no-break
+    or other Unicode space is part of what was sent, and an empty ``<x>`` never matches.
     Every secret is compared, in constant time, whatever matched earlier: the time taken
     says nothing about which key (or how much of one) was right.
     """
     scheme, _, given = (authorization or "").partition(" ")
+    # str.strip() would also drop U+00A0 and friends, turning "Bearer \u00a0" into an empty
+    # key that an empty secret would match.
+    given = given.strip(" \t")
     if scheme.lower() != "bearer" or not given:
         return False
     # aiohttp decodes header bytes with surrogateescape; encode them back the same way, so a
     # non-UTF-8 header is simply a key that does not match (never an encoding error).
-    candidate = given.strip().encode("utf-8", "surrogateescape")
+    candidate = given.encode("utf-8", "surrogateescape")
     matched = False
     for secret in secrets:
         matched |= hmac.compare_digest(candidate, secret.get_secret_value().encode())

@@ -7,6 +7,7 @@ import json
 import re
 import secrets
 import time
+import zlib
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from proxy.sandbox import (
     create_sandbox_app,
     default_catalog,
 )
+from tests.support import eventually
 
 Client = TestClient[web.Request, web.Application]
 
@@ -621,3 +623,260 @@ def test_state_is_created_with_the_app_arguments() -> None:
     with pytest.raises(ValueError, match="token_ttl"):
         create_sandbox_app(token_ttl=0)
     assert "secret" not in repr(SandboxState())
+
+
+# --- bounds faults: redirects, oversized bodies, gzip bombs, rate limits on tokens -------------
+
+
+async def test_redirect_to_answers_302_before_the_token_check(client: Client) -> None:
+    state_of(client).faults.redirect_to = "http://elsewhere.invalid/v1/products"
+    response = await client.get("/v1/products", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == "http://elsewhere.invalid/v1/products"
+    assert state_of(client).products_requests == 1
+
+
+@pytest.mark.parametrize("size", [0, 1, 65_535, 65_536, 3 * 65_536 + 5])
+async def test_oversized_body_is_streamed_with_exactly_n_bytes(client: Client, size: int) -> None:
+    token = await get_token(client)
+    state_of(client).faults.oversized_body = size
+    response = await get_products(client, token)
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json;charset=UTF-8"
+    assert "Content-Length" not in response.headers
+    assert response.headers["Transfer-Encoding"] == "chunked"
+    body = await response.read()
+    assert len(body) == size
+    opening = b'[{"id":1001,"product":"1NCE IoT FlexSIM - Standard"'
+    assert body[: len(opening)] == opening[:size]
+    assert state_of(client).streamed_bytes == size
+    assert state_of(client).streams_cut == 0
+
+
+async def test_oversized_body_needs_a_valid_token(client: Client) -> None:
+    state_of(client).faults.oversized_body = 10
+    response = await get_products(client, "not-a-token")
+    assert response.status == 401
+
+
+async def test_oversized_body_stops_when_the_client_leaves(client: Client) -> None:
+    state = state_of(client)
+    token = await get_token(client)
+    state.faults.oversized_body = 1_000_000_000
+    response = await get_products(client, token)
+    assert len(await response.content.readexactly(100_000)) == 100_000
+    response.close()
+    await eventually(lambda: state.streams_cut == 1)
+    assert 100_000 <= state.streamed_bytes < 64_000_000
+
+
+@pytest.mark.parametrize("size", [0, 1, 1_000_000, 30_000_000])
+async def test_gzip_bomb_inflates_to_exactly_n_bytes(client: Client, size: int) -> None:
+    token = await get_token(client)
+    state_of(client).faults.gzip_bomb = size
+    response = await client.get(
+        "/v1/products", headers={"Authorization": f"Bearer {token}"}, auto_decompress=False
+    )
+    assert response.status == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert response.headers["Content-Type"] == "application/json;charset=UTF-8"
+    assert "Content-Length" not in response.headers
+    wire = await response.read()
+    inflated = zlib.decompress(wire, 16 + zlib.MAX_WBITS)
+    assert len(inflated) == size
+    assert inflated.count(0) == size
+    assert state_of(client).streamed_bytes == len(wire)
+    if size >= 1_000_000:
+        assert len(wire) * 500 < size
+
+
+async def test_gzip_bomb_stops_when_the_client_leaves(client: Client) -> None:
+    state = state_of(client)
+    token = await get_token(client)
+    state.faults.gzip_bomb = 100 * 2**30
+    started = time.monotonic()
+    response = await client.get(
+        "/v1/products", headers={"Authorization": f"Bearer {token}"}, auto_decompress=False
+    )
+    assert len(await response.content.readexactly(10_000)) == 10_000
+    response.close()
+    await eventually(lambda: state.streams_cut == 1)
+    # 100 GiB would take minutes to compress; the sandbox stopped long before.
+    assert time.monotonic() - started < 5
+    assert state.streamed_bytes < 20_000_000
+
+
+@pytest.mark.parametrize(
+    ("fault", "value"), [("redirect_to", "http://x.invalid/"), ("oversized_body", 5)]
+)
+async def test_new_products_faults_obey_times(client: Client, fault: str, value: object) -> None:
+    token = await get_token(client)
+    faults = state_of(client).faults
+    faults.load({fault: value, "times": 1})
+    first = await client.get(
+        "/v1/products", headers={"Authorization": f"Bearer {token}"}, allow_redirects=False
+    )
+    assert first.status == (302 if fault == "redirect_to" else 200)
+    assert len(await first.read()) in {0, 5}
+    second = await get_products(client, token)
+    assert second.status == 200
+    assert await second.json() == default_catalog()
+    assert faults == Faults()
+
+
+async def test_gzip_bomb_obeys_times(client: Client) -> None:
+    token = await get_token(client)
+    faults = state_of(client).faults
+    faults.load({"gzip_bomb": 10, "times": 1})
+    first = await get_products(client, token)
+    assert await first.read() == bytes(10)
+    assert await (await get_products(client, token)).json() == default_catalog()
+
+
+async def test_token_rate_limit_retry_after(client: Client) -> None:
+    state_of(client).faults.token_rate_limit_retry_after = 9
+    response = await client.post("/oauth/token", json=GRANT, headers=AUTH)
+    assert response.status == 429
+    assert response.headers["Retry-After"] == "9"
+    assert await response.read() == b""
+    assert state_of(client).tokens_issued == 0
+
+
+@pytest.mark.parametrize(
+    "value", ["Wed, 21 Oct 2015 07:28:00 GMT", "-5", "soon", "", "1.5", "99999999999999999999"]
+)
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"rate_limit_retry_after": 3},
+        {"products_status": 429},
+        {"token_rate_limit_retry_after": 3},
+        {"token_status": 429},
+    ],
+)
+async def test_retry_after_header_is_sent_verbatim_with_every_429(
+    client: Client, setting: dict[str, Any], value: str
+) -> None:
+    token = await get_token(client)
+    state_of(client).faults.load({**setting, "retry_after_header": value})
+    if any(name.startswith("token") for name in setting):
+        response = await client.post("/oauth/token", json=GRANT, headers=AUTH)
+    else:
+        response = await get_products(client, token)
+    assert response.status == 429
+    assert response.headers.getall("Retry-After") == [value]
+
+
+async def test_products_status_429_has_no_retry_after_unless_told(client: Client) -> None:
+    state_of(client).faults.products_status = 429
+    response = await get_products(client, await get_token(client))
+    assert response.status == 429
+    assert "Retry-After" not in response.headers
+
+
+async def test_token_hang_times_out_and_shutdown_releases_it(client: Client) -> None:
+    state_of(client).faults.token_hang = True
+    with pytest.raises(TimeoutError):
+        await client.post(
+            "/oauth/token", json=GRANT, headers=AUTH, timeout=aiohttp.ClientTimeout(total=0.3)
+        )
+    pending = asyncio.create_task(client.post("/oauth/token", json=GRANT, headers=AUTH))
+    await asyncio.sleep(0.2)
+    assert not pending.done()
+    started = time.monotonic()
+    await client.server.close()
+    assert time.monotonic() - started < 1.0
+    response = await pending
+    assert response.status == 503
+    assert state_of(client).tokens_issued == 0
+
+
+async def test_token_redirect_to(client: Client) -> None:
+    state_of(client).faults.token_redirect_to = "https://login.elsewhere.invalid/token"
+    response = await client.post("/oauth/token", json=GRANT, headers=AUTH, allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == "https://login.elsewhere.invalid/token"
+    assert state_of(client).tokens_issued == 0
+
+
+async def test_token_oversized_body(client: Client) -> None:
+    state_of(client).faults.token_oversized_body = 200_000
+    response = await client.post("/oauth/token", json=GRANT, headers=AUTH)
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    assert "Content-Length" not in response.headers
+    body = await response.read()
+    assert len(body) == 200_000
+    assert body.startswith(b'{"access_token":"abcdef')
+    assert state_of(client).tokens_issued == 0
+    # Bad credentials still get their usual answer.
+    bad = {"Authorization": aiohttp.encode_basic_auth(SANDBOX_CLIENT_ID, "wrong")}
+    refused = await client.post("/oauth/token", json=GRANT, headers=bad)
+    assert refused.status == 400
+
+
+async def test_token_faults_are_not_limited_by_times(client: Client) -> None:
+    token = await get_token(client)
+    faults = state_of(client).faults
+    faults.load({"token_redirect_to": "http://x.invalid/", "products_status": 500, "times": 1})
+    await get_products(client, token)
+    assert faults.times is None
+    assert faults.token_redirect_to == "http://x.invalid/"
+
+
+async def test_control_faults_sets_the_new_switches(client: Client) -> None:
+    settings = {
+        "redirect_to": "http://a.invalid/x",
+        "oversized_body": 1000,
+        "gzip_bomb": 2000,
+        "token_rate_limit_retry_after": 4,
+        "token_hang": True,
+        "token_redirect_to": "http://b.invalid/y",
+        "token_oversized_body": 3000,
+        "retry_after_header": "Wed, 21 Oct 2015 07:28:00 GMT",
+    }
+    response = await client.post("/_sandbox/faults", json=settings)
+    assert response.status == 200
+    active = await response.json()
+    assert {name: active[name] for name in settings} == settings
+    expected = Faults()
+    expected.load(settings)
+    assert state_of(client).faults == expected
+    assert expected.token_hang is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"redirect_to": 5},
+        {"redirect_to": ""},
+        {"redirect_to": "http://x.invalid/\r\nX-Evil: 1"},
+        {"token_redirect_to": ["http://x.invalid/"]},
+        {"oversized_body": -1},
+        {"oversized_body": 1.5},
+        {"gzip_bomb": True},
+        {"token_oversized_body": "10"},
+        {"token_rate_limit_retry_after": -3},
+        {"token_hang": 1},
+        {"retry_after_header": 7},
+        {"retry_after_header": "1\n2"},
+        {"retry_after_header": "caf\u00e9"},
+    ],
+)
+async def test_control_faults_rejects_bad_new_switches(client: Client, body: object) -> None:
+    state_of(client).faults.hang = True
+    response = await client.post("/_sandbox/faults", json=body)
+    assert response.status == 400
+    assert (await response.json())["error"]
+    assert state_of(client).faults == Faults(hang=True)
+
+
+async def test_stream_counters_in_stats_and_reset(client: Client) -> None:
+    state = state_of(client)
+    state.faults.oversized_body = 70_000
+    await (await get_products(client, await get_token(client))).read()
+    stats = await (await client.get("/_sandbox/stats")).json()
+    assert (stats["streamed_bytes"], stats["streams_cut"]) == (70_000, 0)
+    state.streams_cut = 2
+    state.reset_counters()
+    assert (state.streamed_bytes, state.streams_cut) == (0, 0)

@@ -25,6 +25,7 @@ CHART = REPO / "helm" / "product-proxy"
 HERE = Path(__file__).resolve().parent
 EVERYTHING = HERE / "values-everything.yaml"
 REDIS_URL = HERE / "values-redis-url.yaml"
+SENTINEL_TLS = HERE / "values-sentinel-tls.yaml"
 NAMESPACE = "proxy"
 MONITORING_API = "monitoring.coreos.com/v1"
 MONITORING_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
@@ -176,15 +177,22 @@ def redis_url_objects() -> list[Manifest]:
 
 
 @pytest.fixture(scope="module")
+def sentinel_tls_objects() -> list[Manifest]:
+    return render("tls", (SENTINEL_TLS,))
+
+
+@pytest.fixture(scope="module")
 def renders(
     default_objects: list[Manifest],
     everything_objects: list[Manifest],
     redis_url_objects: list[Manifest],
+    sentinel_tls_objects: list[Manifest],
 ) -> dict[str, list[Manifest]]:
     return {
         "default": default_objects,
         "everything": everything_objects,
         "redis-url": redis_url_objects,
+        "sentinel-tls": sentinel_tls_objects,
     }
 
 
@@ -206,7 +214,9 @@ def checkov_result(
 
 
 @pytest.mark.parametrize(
-    "values", [(), (EVERYTHING,), (REDIS_URL,)], ids=["default", "everything", "redis-url"]
+    "values",
+    [(), (EVERYTHING,), (REDIS_URL,), (SENTINEL_TLS,)],
+    ids=["default", "everything", "redis-url", "sentinel-tls"],
 )
 def test_lint_strict_passes(values: tuple[Path, ...]) -> None:
     args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE]
@@ -252,6 +262,8 @@ def test_lint_rejects_a_typo_too(tmp_path: Path) -> None:
         ("serviceMonitor:\n  interval: 30 seconds\n", "serviceMonitor.interval"),
         ("redis:\n  sentinel:\n    hosts: [sentinel-without-port]\n", "redis.sentinel.hosts.0"),
         ("secret:\n  apiKeys: ['a,b']\n", "secret.apiKeys.0"),
+        ("requireApiKeys: 'yes'\n", "requireApiKeys"),
+        ("networkPolicy:\n  egress:\n    redis:\n      ports: [0]\n", "ports.0"),
     ],
 )
 def test_wrong_types_and_values_are_rejected(tmp_path: Path, values_yaml: str, named: str) -> None:
@@ -273,6 +285,15 @@ def test_wrong_types_and_values_are_rejected(tmp_path: Path, values_yaml: str, n
         (
             ("autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=2"),
             "must not exceed",
+        ),
+        (("requireApiKeys=true",), "requireApiKeys is true but secret.apiKeys is empty"),
+        (
+            ("requireApiKeys=true", "existingSecret.name=creds", "existingSecret.keys.apiKeys="),
+            "requireApiKeys is true but existingSecret.keys.apiKeys is empty",
+        ),
+        (
+            ("requireApiKeys=false", "secret.apiKeys={key-a}"),
+            "requireApiKeys is false but secret.apiKeys is set",
         ),
     ],
 )
@@ -378,7 +399,12 @@ def test_every_object_has_the_recommended_labels_and_the_release_namespace(
 ) -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
     for name, objects in renders.items():
-        release = {"default": "pp", "everything": "everything", "redis-url": "cache"}[name]
+        release = {
+            "default": "pp",
+            "everything": "everything",
+            "redis-url": "cache",
+            "sentinel-tls": "tls",
+        }[name]
         for obj in objects:
             where = f"{name}: {obj['kind']} {obj['metadata']['name']}"
             labels = obj["metadata"]["labels"]
@@ -562,6 +588,66 @@ def test_existing_secret_is_referenced_and_no_secret_rendered(
     assert "checksum/config" in annotations
 
 
+def api_keys_ref(*sets: str) -> dict[str, Any]:
+    """The secretKeyRef of PROXY_API_KEYS in a render with these --set assignments."""
+    return cast(
+        "dict[str, Any]",
+        env(render("keys", sets=sets))["PROXY_API_KEYS"]["valueFrom"]["secretKeyRef"],
+    )
+
+
+def test_api_keys_in_the_values_are_a_required_reference() -> None:
+    assert api_keys_ref("secret.apiKeys={key-a,key-b}") == {
+        "name": "keys-product-proxy",
+        "key": "api-keys",
+    }
+    # Saying so changes nothing: the chart's Secret always holds them.
+    assert api_keys_ref("secret.apiKeys={key-a}", "requireApiKeys=true") == {
+        "name": "keys-product-proxy",
+        "key": "api-keys",
+    }
+
+
+def test_existing_secret_api_keys_are_required_when_the_switch_is_on() -> None:
+    # A pod whose Secret lacks the key does not start (CreateContainerConfigError).
+    assert api_keys_ref("existingSecret.name=creds", "requireApiKeys=true") == {
+        "name": "creds",
+        "key": "api-keys",
+    }
+    assert api_keys_ref(
+        "existingSecret.name=creds",
+        "existingSecret.keys.apiKeys=caller-keys",
+        "requireApiKeys=true",
+    ) == {"name": "creds", "key": "caller-keys"}
+
+
+@pytest.mark.parametrize("switch", ["requireApiKeys=false", "requireApiKeys=null"])
+def test_existing_secret_api_keys_stay_optional_when_the_switch_is_off(switch: str) -> None:
+    # Off (or unset, as the chart cannot see into the Secret) keeps the key optional, never
+    # dropped: an upgrade must not throw away keys the Secret holds.
+    assert api_keys_ref("existingSecret.name=creds", switch) == {
+        "name": "creds",
+        "key": "api-keys",
+        "optional": True,
+    }
+
+
+def test_api_keys_are_left_out_when_no_key_is_named() -> None:
+    objects = render("keys", sets=("existingSecret.name=creds", "existingSecret.keys.apiKeys="))
+    assert "PROXY_API_KEYS" not in env(objects)
+    assert "PROXY_API_KEYS" not in env(render("keys", sets=("requireApiKeys=false",)))
+
+
+def test_sentinel_tls_values_require_the_api_keys(sentinel_tls_objects: list[Manifest]) -> None:
+    refs = {
+        name: item["valueFrom"]["secretKeyRef"]
+        for name, item in env(sentinel_tls_objects).items()
+        if "valueFrom" in item
+    }
+    assert refs["PROXY_API_KEYS"] == {"name": "proxy-credentials", "key": "api-keys"}
+    assert refs["PROXY_ADMIN_TOKEN"]["optional"] is True
+
+
 def test_existing_secret_in_url_mode_requires_the_url_key() -> None:
     objects = render("cache", sets=("existingSecret.name=creds", "redis.mode=url"))
     assert env(objects)["PROXY_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
@@ -667,6 +753,106 @@ def test_network_policy_leaves_redis_out_without_redis() -> None:
     spec = one(objects, "NetworkPolicy")["spec"]
     ports = {p["port"] for rule in spec["egress"] for p in rule["ports"]}
     assert ports == {53, 443}
+
+
+def egress_rules(*sets: str) -> list[list[int]]:
+    """TCP ports of each egress rule of the policy rendered with these --set assignments."""
+    objects = render("np", sets=("networkPolicy.enabled=true", *sets))
+    rules = one(objects, "NetworkPolicy")["spec"]["egress"]
+    # An egress rule without ports would open every port of its peers.
+    assert all(rule["ports"] for rule in rules), rules
+    assert all(port["protocol"] == "TCP" for rule in rules for port in rule["ports"])
+    return [[port["port"] for port in rule["ports"]] for rule in rules]
+
+
+def upstream_ports(*sets: str) -> list[int]:
+    """Ports of the 1NCE API rule (the only egress rule once DNS and Redis are off)."""
+    (ports,) = egress_rules(
+        "networkPolicy.egress.dns.enabled=false", "networkPolicy.egress.redis.enabled=false", *sets
+    )
+    return ports
+
+
+def redis_ports(*sets: str) -> list[int] | None:
+    """Ports of the Redis rule (the only egress rule once DNS and the upstream are off)."""
+    rules = egress_rules(
+        "networkPolicy.egress.dns.enabled=false",
+        "networkPolicy.egress.upstream.enabled=false",
+        *sets,
+    )
+    assert len(rules) <= 1
+    return sorted(rules[0]) if rules else None
+
+
+@pytest.mark.parametrize(
+    ("url", "ports"),
+    [
+        ("https://api.1nce.com/management-api", [443]),
+        ("http://sandbox.example:8443/management-api", [8443]),
+        ("http://sandbox.example/management-api", [80]),
+        ("https://api.example.com:9443", [9443]),
+        ("https://[fd00::10]:8443/management-api", [8443]),
+        ("https://[fd00::10]/management-api", [443]),
+    ],
+)
+def test_upstream_egress_port_comes_from_the_upstream_url(url: str, ports: list[int]) -> None:
+    assert upstream_ports(f"config.upstreamUrl={url}") == ports
+
+
+def test_listed_upstream_ports_are_added_to_the_urls() -> None:
+    assert upstream_ports("networkPolicy.egress.upstream.ports={8080,3128}") == [443, 8080, 3128]
+    assert upstream_ports("networkPolicy.egress.upstream.ports={443}") == [443]
+
+
+@pytest.mark.parametrize(
+    ("url", "ports"),
+    [
+        ("rediss://:secret@redis.data.svc:6380/0", [6380]),
+        ("redis://redis.data.svc/0", [6379]),
+        ("rediss://redis.data.svc", [6379]),  # redis-py's default for rediss:// too
+        # urllib's reading: the host follows the last "@", so the password's ":1" is no port.
+        ("redis://:pass:1@word@redis.data.svc:6381/0", [6381]),
+        ("redis://user:pass:1@redis.data.svc/0", [6379]),
+    ],
+)
+def test_redis_egress_port_comes_from_the_redis_url(url: str, ports: list[int]) -> None:
+    assert redis_ports("redis.mode=url", f"secret.redisUrl={url}") == ports
+
+
+def test_redis_unix_socket_needs_no_redis_rule() -> None:
+    sets = ("redis.mode=url", "secret.redisUrl=unix:///run/redis/redis.sock")
+    assert redis_ports(*sets) is None
+    assert redis_ports(*sets, "networkPolicy.egress.redis.ports={6390}") == [6390]
+
+
+def test_redis_egress_ports_come_from_the_sentinel_hosts() -> None:
+    sets = ("redis.mode=sentinel", "redis.sentinel.hosts={sentinel-a:26379,sentinel-b:26380}")
+    # Each Sentinel's port, and 6379 for the master the Sentinels name (not in the values).
+    assert redis_ports(*sets) == [6379, 26379, 26380]
+    # A listed port replaces that guess and adds to the Sentinels' ports.
+    assert redis_ports(*sets, "networkPolicy.egress.redis.ports={6380}") == [6380, 26379, 26380]
+
+
+def test_redis_url_in_an_existing_secret_takes_the_listed_ports() -> None:
+    sets = ("redis.mode=url", "existingSecret.name=creds")
+    assert redis_ports(*sets) == [6379]
+    assert redis_ports(*sets, "networkPolicy.egress.redis.ports={6380}") == [6380]
+    assert redis_ports(*sets, "networkPolicy.egress.redis.ports={6380,6379}") == [6379, 6380]
+
+
+def test_listed_redis_ports_are_added_to_a_url_in_the_values() -> None:
+    sets = ("redis.mode=url", "secret.redisUrl=rediss://redis.data.svc:6380/0")
+    assert redis_ports(*sets, "networkPolicy.egress.redis.ports={6381}") == [6380, 6381]
+
+
+def test_sentinel_tls_values_open_the_derived_ports(sentinel_tls_objects: list[Manifest]) -> None:
+    rules = one(sentinel_tls_objects, "NetworkPolicy")["spec"]["egress"]
+    ports = [[(port["port"], port["protocol"]) for port in rule["ports"]] for rule in rules]
+    assert ports == [
+        [(53, "UDP"), (53, "TCP")],
+        [(26379, "TCP"), (26380, "TCP"), (6380, "TCP")],
+        [(8443, "TCP")],
+    ]
 
 
 def test_service_monitor_scrapes_the_service(everything_objects: list[Manifest]) -> None:

@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from proxy.cache.coalesce import SingleFlight
+from proxy.coordination.singleflight import SingleFlight
 
 
 class Job:

@@ -1,11 +1,17 @@
-"""``cache_headers`` and ``etag_matches`` of ``GET /v1/products`` (SPEC section 5)."""
+"""Helpers of the HTTP layer: caching headers, ETag matching, bearer key checks.
+
+``cache_headers`` and ``etag_matches`` serve ``GET /v1/products`` (SPEC section 5);
+``bearer_matches`` checks API keys and the admin token.
+"""
 
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
 from proxy.cache.entry import CatalogEntry
 from proxy.cache.readthrough import Lookup, Outcome
+from proxy.web.auth import bearer_matches
 from proxy.web.caching import cache_headers, etag_matches
 
 ENTRY = CatalogEntry.create(b'[{"id": 1}]', "application/json", 1_700_000_000.0)
@@ -124,3 +130,64 @@ def test_stale_ttl_counts_whole_seconds_toward_zero() -> None:
 def test_just_stale_reads_negative() -> None:
     headers = cache_headers(lookup(Outcome.STALE, age=300.1, ttl_left=-0.1))
     assert headers["Cache-Status"] == "1nce-proxy; fwd=stale; ttl=-1"
+
+
+TOKEN = (SecretStr("tok-1"),)
+KEYS = (SecretStr("key-a"), SecretStr("key-b"))
+
+
+@pytest.mark.parametrize(
+    ("header", "secrets", "expected"),
+    [
+        ("Bearer tok-1", TOKEN, True),
+        ("bearer tok-1", TOKEN, True),
+        ("BEARER tok-1", TOKEN, True),
+        ("Bearer \ttok-1 \t", TOKEN, True),  # HTTP's own whitespace is not part of the token
+        ("Bearer key-b", KEYS, True),
+        ("Bearer key-c", KEYS, False),
+        ("Bearer tok-", TOKEN, False),
+        ("Bearer tok-1x", TOKEN, False),
+        ("tok-1", TOKEN, False),
+        ("Basic tok-1", TOKEN, False),
+        ("Bearer\ttok-1", TOKEN, False),
+        ("Bearer", TOKEN, False),
+        ("Bearer ", TOKEN, False),
+        ("", TOKEN, False),
+        (None, TOKEN, False),
+        ("Bearer tok-1", (), False),
+        ("Bearer \udcff", TOKEN, False),  # a non-UTF-8 byte, as aiohttp hands it on
+    ],
+)
+def test_bearer_matches(
+    header: str | None,
+    secrets: tuple[SecretStr, ...],
+    expected: bool,  # noqa: FBT001
+) -> None:
+    assert bearer_matches(header, secrets) is expected
+
+
+# Every character str.strip() takes for whitespace beyond ASCII space and tab.
+UNICODE_SPACES = (
+    "\u00a0",  # no-break space
+    "\u2003",  # em space
+    "\u202f",  # narrow no-break space
+    "\u3000",  # ideographic space
+    "\u2028",  # line separator
+    "\x85",  # next line
+    "\x1f",  # unit separator
+    "\x0b",  # vertical tab
+)
+
+
+@pytest.mark.parametrize("space", UNICODE_SPACES)
+def test_bearer_keeps_unicode_spaces_as_part_of_the_key(space: str) -> None:
+    assert space.strip() == ""  # the test is about exactly these characters
+    assert not bearer_matches(f"Bearer tok-1{space}", TOKEN)
+    assert not bearer_matches(f"Bearer {space}tok-1", TOKEN)
+    assert bearer_matches(f"Bearer {space}", (SecretStr(space),))
+
+
+@pytest.mark.parametrize("header", ["Bearer ", "Bearer \t ", "Bearer \u00a0", "Bearer \u3000"])
+def test_an_empty_secret_never_matches_an_empty_or_blank_key(header: str) -> None:
+    assert not bearer_matches(header, (SecretStr(""),))
+    assert not bearer_matches(header, (SecretStr(""), *KEYS))

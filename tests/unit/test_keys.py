@@ -12,7 +12,7 @@ def test_catalog_key_has_prefix_and_account() -> None:
 
 def test_token_key_has_prefix_and_account() -> None:
     keys = KeySpace(prefix="team-a", account="0123456789abcdef")
-    assert keys.token == "team-a:0123456789abcdef:token:v1"
+    assert keys.token == "team-a:0123456789abcdef:token:v2"
 
 
 def test_catalog_and_token_keys_differ() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 import uvloop
@@ -76,8 +77,8 @@ def test_env_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.admin_token.get_secret_value() == "admin-tok"
 
 
-def test_api_keys_comma_list_drops_blanks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROXY_API_KEYS", " key-one, ,key-two,,  key-three ,")
+def test_api_keys_comma_list_is_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_API_KEYS", " key-one,key-two ,  key-three")
 
     settings = Settings(_env_file=None)
 
@@ -89,9 +90,151 @@ def test_api_keys_comma_list_drops_blanks(monkeypatch: pytest.MonkeyPatch) -> No
     assert all(isinstance(key, SecretStr) for key in settings.api_keys)
 
 
-def test_api_keys_only_blanks_is_open(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROXY_API_KEYS", " , ,")
+def test_empty_api_keys_is_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_API_KEYS", "")
     assert Settings(_env_file=None).api_keys == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "entry"),
+    [
+        (" ", "entry 1 of 1"),
+        (" , ", "entry 1 of 2"),
+        (" , ,", "entry 1 of 3"),
+        ("s3cr3t-one,,s3cr3t-two", "entry 2 of 3"),
+        ("s3cr3t-one, ", "entry 2 of 2"),
+        ("s3cr3t-one,", "entry 2 of 2"),
+        (",s3cr3t-one", "entry 1 of 2"),
+        ("s3cr3t-one,\u00a0", "entry 2 of 2"),
+    ],
+)
+def test_api_keys_blank_or_with_a_blank_entry_is_an_error(value: str, entry: str) -> None:
+    # A slip here used to leave the API open (" , ") or quietly drop a key.
+    (line,) = errors_for(api_keys=value)
+    assert line.startswith("PROXY_API_KEYS: "), line
+    assert f"{entry} is blank" in line
+    assert "s3cr3t" not in line
+    assert "got" not in line
+
+
+def test_api_keys_given_as_secrets_refuse_a_blank_one() -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None, api_keys=(SecretStr("key"), SecretStr(" ")))
+    assert describe_errors(info.value.errors()) == [
+        (
+            "PROXY_API_KEYS: Value error, entry 2 of 2 is blank (a stray comma or space?); "
+            "leave the whole value empty for none"
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "client_id",
+        "client_secret",
+        "redis_url",
+        "redis_password",
+        "redis_sentinel_password",
+        "admin_token",
+    ],
+)
+def test_empty_means_unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(f"PROXY_{name.upper()}", "")
+    assert getattr(Settings(_env_file=None), name) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "client_id",
+        "client_secret",
+        "redis_url",
+        "redis_password",
+        "redis_sentinel_password",
+        "admin_token",
+    ],
+)
+@pytest.mark.parametrize("value", [" ", "  \t ", "\n", "\u00a0"])
+def test_blank_is_an_error(name: str, value: str) -> None:
+    (line,) = errors_for(**{name: value})
+    assert line.startswith(f"PROXY_{name.upper()}: "), line
+    assert "is blank" in line
+
+
+def test_empty_admin_token_turns_admin_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # It used to turn admin on with an empty token, which "Bearer \u00a0" then matched.
+    monkeypatch.setenv("PROXY_ADMIN_TOKEN", "")
+    assert Settings(_env_file=None).admin_token is None
+    assert Settings(_env_file=None, admin_token=SecretStr("")).admin_token is None
+
+
+def test_admin_token_is_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_ADMIN_TOKEN", " adm1n-value\n")
+    token = Settings(_env_file=None).admin_token
+    assert token is not None
+    assert token.get_secret_value() == "adm1n-value"
+
+
+def test_client_secret_is_kept_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The upstream decides what its secret is; only a blank one is refused.
+    monkeypatch.setenv("PROXY_CLIENT_SECRET", " s3cr3t ")
+    secret = Settings(_env_file=None).client_secret
+    assert secret is not None
+    assert secret.get_secret_value() == " s3cr3t "
+
+
+def test_blank_secrets_are_never_echoed() -> None:
+    blanks = {"client_secret": " \t ", "admin_token": "\u00a0", "redis_password": "   "}
+    lines = errors_for(**blanks)
+    assert sorted(line.split(":", 1)[0] for line in lines) == [
+        "PROXY_ADMIN_TOKEN",
+        "PROXY_CLIENT_SECRET",
+        "PROXY_REDIS_PASSWORD",
+    ]
+    assert all("got" not in line for line in lines), lines
+
+
+# Each duration: a value at its bound (accepted) and just past it (refused).
+DURATION_BOUNDS = [
+    ("cache_ttl", 7 * 86400),
+    ("stale_ttl", 30 * 86400),
+    ("upstream_timeout", 300),
+    ("retry_after_max", 3600),
+    ("redis_timeout", 10),
+    ("lock_timeout", 600),
+    ("admin_refresh_interval", 3600),
+    ("shutdown_grace", 300),
+    ("shutdown_delay", 300),
+]
+DURATIONS = [name for name, _ in DURATION_BOUNDS] + ["token_refresh_margin"]
+
+
+@pytest.mark.parametrize("name", DURATIONS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity", "1e309", "1e300"])
+def test_durations_are_finite_and_bounded(name: str, value: str) -> None:
+    # PROXY_CACHE_TTL=inf was accepted and then every catalog request was a 500.
+    (line,) = errors_for(**{name: value})
+    assert line.startswith(f"PROXY_{name.upper()}: "), line
+    assert f"(got {value!r})" in line
+
+
+@pytest.mark.parametrize(("name", "bound"), DURATION_BOUNDS)
+def test_durations_accept_their_bound_and_refuse_past_it(name: str, bound: float) -> None:
+    # The lock must outlast the fetch, also when the fetch is at its bound.
+    lock: dict[str, Any] = {"lock_timeout": 600} if name == "upstream_timeout" else {}
+    settings = Settings(_env_file=None, **{name: str(bound), **lock})
+    assert getattr(settings, name) == bound
+    (line,) = errors_for(**{name: str(bound + 0.5)})
+    assert line.startswith(f"PROXY_{name.upper()}: "), line
+    assert f"less than or equal to {bound}" in line
+
+
+def test_token_margin_must_stay_under_an_hour() -> None:
+    assert Settings(_env_file=None, token_refresh_margin=3599.5).token_refresh_margin == 3599.5
+    (line,) = errors_for(token_refresh_margin="3600")  # noqa: S106 - seconds, not a secret
+    assert line.startswith("PROXY_TOKEN_REFRESH_MARGIN: ")
+    assert "less than 3600" in line
 
 
 def test_log_settings_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,7 +403,7 @@ def test_settings_are_frozen() -> None:
 
 
 def test_sentinel_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROXY_REDIS_SENTINELS", "10.0.0.1:26379, sentinel-b:26380,")
+    monkeypatch.setenv("PROXY_REDIS_SENTINELS", "10.0.0.1:26379, sentinel-b:26380 ")
     monkeypatch.setenv("PROXY_REDIS_SENTINEL_MASTER", "cache")
     settings = Settings(_env_file=None)
     assert settings.redis_sentinels == ("10.0.0.1:26379", "sentinel-b:26380")
@@ -272,6 +415,22 @@ def test_sentinel_address_without_port_is_rejected(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ValidationError) as caught:
         Settings(_env_file=None)
     assert describe_errors(caught.value.errors())[0].startswith("PROXY_REDIS_SENTINELS:")
+
+
+@pytest.mark.parametrize(
+    ("value", "entry"),
+    [(" ", "entry 1 of 1"), ("a:26379,,b:26379", "entry 2 of 3"), ("a:26379,", "entry 2 of 2")],
+)
+def test_sentinels_blank_or_with_a_blank_entry_is_an_error(value: str, entry: str) -> None:
+    # A blank list used to mean "no Sentinels": the service quietly ran without Redis.
+    (line,) = errors_for(redis_sentinels=value)
+    assert line.startswith("PROXY_REDIS_SENTINELS: "), line
+    assert f"{entry} is blank" in line
+
+
+def test_empty_sentinels_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_REDIS_SENTINELS", "")
+    assert Settings(_env_file=None).redis_sentinels == ()
 
 
 def test_redis_url_and_sentinels_exclude_each_other(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -122,6 +122,29 @@ helm.sh/chart: {{ include "product-proxy.chart" .ctx }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
 {{- end -}}
+{{- $required := .Values.requireApiKeys -}}
+{{- if and $required (not .Values.existingSecret.name) (not .Values.secret.apiKeys) -}}
+{{- fail "requireApiKeys is true but secret.apiKeys is empty (set the keys, or use existingSecret)" -}}
+{{- end -}}
+{{- if and $required .Values.existingSecret.name (not .Values.existingSecret.keys.apiKeys) -}}
+{{- fail "requireApiKeys is true but existingSecret.keys.apiKeys is empty (name the Secret's key of the API keys)" -}}
+{{- end -}}
+{{- if and (kindIs "bool" $required) (not $required) (not .Values.existingSecret.name) .Values.secret.apiKeys -}}
+{{- fail "requireApiKeys is false but secret.apiKeys is set (remove the keys, or leave requireApiKeys null)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secrets --------------------------------------------------------------------------------- */}}
+
+{{/*
+"true" when the pods must not start without PROXY_API_KEYS: requireApiKeys, or when that is
+null, whether secret.apiKeys has keys.
+*/}}
+{{- define "product-proxy.apiKeysRequired" -}}
+{{- $required := .Values.requireApiKeys -}}
+{{- if kindIs "invalid" $required -}}
+{{- if .Values.secret.apiKeys -}}true{{- end -}}
+{{- else if $required -}}true{{- end -}}
 {{- end -}}
 
 {{/* Container environment ------------------------------------------------------------------ */}}
@@ -141,7 +164,8 @@ helm.sh/chart: {{ include "product-proxy.chart" .ctx }}
 {{/*
 Secret settings, as env entries. The chart's own Secret holds only the values that are set, so
 only those are referenced. An existing Secret is referenced by the configured key names: the
-1NCE credentials (and the Redis URL in url mode) must be there, the rest are optional.
+1NCE credentials (and the Redis URL in url mode, and the API keys when required) must be
+there, the rest are optional.
 */}}
 {{- define "product-proxy.secretEnvs" -}}
 {{- $mode := .Values.redis.mode -}}
@@ -150,7 +174,7 @@ only those are referenced. An existing Secret is referenced by the configured ke
 {{- $items := list
   (list "PROXY_CLIENT_ID" "clientId" true true)
   (list "PROXY_CLIENT_SECRET" "clientSecret" true true)
-  (list "PROXY_API_KEYS" "apiKeys" true false)
+  (list "PROXY_API_KEYS" "apiKeys" true (eq (include "product-proxy.apiKeysRequired" .) "true"))
   (list "PROXY_ADMIN_TOKEN" "adminToken" true false)
   (list "PROXY_REDIS_URL" "redisUrl" (eq $mode "url") true)
   (list "PROXY_REDIS_PASSWORD" "redisPassword" $sentinel false)
@@ -224,4 +248,61 @@ PROXY_REDIS_DB: {{ include "product-proxy.number" .Values.redis.sentinel.db | qu
 {{- define "product-proxy.terminationGracePeriodSeconds" -}}
 {{- $s := .Values.shutdown -}}
 {{- add (ceil $s.delaySeconds) (ceil $s.graceSeconds) (ceil $s.marginSeconds) -}}
+{{- end -}}
+
+{{/* NetworkPolicy egress ports ----------------------------------------------------------------- */}}
+
+{{/*
+The port a URL names, else the default. Argument: dict url default. Read as urllib (which the
+service and redis-py use) reads it: the authority ends at the first "/", "?" or "#", and the
+host follows its last "@", so a password is never mistaken for the port.
+*/}}
+{{- define "product-proxy.urlPort" -}}
+{{- $rest := regexReplaceAll "^[A-Za-z][A-Za-z0-9+.-]*://" .url "" -}}
+{{- $host := regexReplaceAll "^.*@" (regexFind "^[^/?#]*" $rest) "" -}}
+{{- default .default (regexFind ":[0-9]+$" $host | trimPrefix ":") -}}
+{{- end -}}
+
+{{/* Ports of the 1NCE API rule, comma-separated: config.upstreamUrl's, then the listed ones. */}}
+{{- define "product-proxy.upstreamPorts" -}}
+{{- $url := .Values.config.upstreamUrl -}}
+{{- $default := ternary "443" "80" (hasPrefix "https:" (lower $url)) -}}
+{{- $ports := list (include "product-proxy.urlPort" (dict "url" $url "default" $default)) -}}
+{{- range .Values.networkPolicy.egress.upstream.ports -}}
+{{- $ports = append $ports (toString (int .)) -}}
+{{- end -}}
+{{- $ports | uniq | join "," -}}
+{{- end -}}
+
+{{/*
+Ports of the Redis rule, comma-separated (empty: no rule). Read from the values: the port of
+secret.redisUrl (6379 unless it names one; none for unix://) and of each Sentinel host. Not
+readable: the port in a URL kept in an existingSecret and the master's port the Sentinels
+name; for those networkPolicy.egress.redis.ports is used, or 6379 when it is empty.
+*/}}
+{{- define "product-proxy.redisPorts" -}}
+{{- $mode := .Values.redis.mode -}}
+{{- $listed := .Values.networkPolicy.egress.redis.ports -}}
+{{- $ports := list -}}
+{{- $unreadable := false -}}
+{{- if eq $mode "url" -}}
+{{- $url := .Values.secret.redisUrl -}}
+{{- if .Values.existingSecret.name -}}
+{{- $unreadable = true -}}
+{{- else if not (hasPrefix "unix:" (lower $url)) -}}
+{{- $ports = append $ports (include "product-proxy.urlPort" (dict "url" $url "default" "6379")) -}}
+{{- end -}}
+{{- else if eq $mode "sentinel" -}}
+{{- range .Values.redis.sentinel.hosts -}}
+{{- $ports = append $ports (regexFind "[0-9]+$" .) -}}
+{{- end -}}
+{{- $unreadable = true -}}
+{{- end -}}
+{{- range $listed -}}
+{{- $ports = append $ports (toString (int .)) -}}
+{{- end -}}
+{{- if and $unreadable (not $listed) -}}
+{{- $ports = append $ports "6379" -}}
+{{- end -}}
+{{- $ports | uniq | join "," -}}
 {{- end -}}

@@ -40,6 +40,13 @@ class SingleFlight(Generic[T]):
         task, joined = self.start(job)
         return await asyncio.shield(task), joined
 
+    async def wait(self) -> None:
+        """Wait until the job in flight, if any, has ended, whatever its outcome."""
+        task = self._task
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
     async def close(self) -> None:
         """Cancel the job in flight, if any, and wait for it to end."""
         task = self._task

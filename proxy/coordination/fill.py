@@ -1,0 +1,103 @@
+"""One coordinated fill: how a replica gets a shared value the deployment loads at most once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import structlog
+
+from proxy.coordination.lock import Coordinator
+from proxy.observability.metrics import Metrics
+
+logger = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+# A replica waiting on another's load re-checks the shared value at least this often, in case
+# the announcement was lost (pub/sub down): a slow poll as a fallback, never a tight one.
+WAIT_SLICE = 0.5
+
+
+class CoordinatedFill(Generic[T]):
+    """Read shared state, take the deployment's turn, re-read, load, store, announce.
+
+    The catalog and the token are both filled this way:
+
+    1. ``read()`` the shared value; if ``good`` accepts it, that is the answer;
+    2. otherwise take the deployment's turn (a lock). With the turn: read again (the holder
+       before us may have stored one just now), else ``load()``, ``store()`` and announce,
+       which wakes every replica's waiters;
+    3. without the turn: a value ``meanwhile`` accepts is used while another replica loads
+       (a token still valid inside its renewal margin); else wait for the announcement,
+       re-reading every ``WAIT_SLICE``, and after ``max_wait`` load alone rather than keep
+       callers waiting on a holder that is gone.
+
+    ``force`` skips the reads: the answer is then always a value this replica loaded after
+    the call began (an operator's refresh). Callers in one process are coalesced by the
+    owner (a single flight); backing off after a failed load is the loader's business.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        read: Callable[[], Awaitable[T | None]],
+        load: Callable[[], Awaitable[T]],
+        store: Callable[[T], Awaitable[None]],
+        coordinator: Coordinator,
+        max_wait: float,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Fill the value called ``name`` (in logs) through these parts."""
+        self._name = name
+        self._read = read
+        self._load = load
+        self._store = store
+        self._coordinator = coordinator
+        self._max_wait = max_wait
+        self._metrics = metrics
+        self._clock = clock
+
+    async def run(
+        self,
+        good: Callable[[T], bool],
+        *,
+        meanwhile: Callable[[T], bool] | None = None,
+        force: bool = False,
+    ) -> T:
+        """Return a value ``good`` accepts (or, with ``force``, one loaded by this call)."""
+        give_up_at = self._clock() + self._max_wait
+        waited = False
+        while True:
+            announced = self._coordinator.waiter()
+            value = None if force else await self._read()
+            if value is not None and good(value):
+                return value
+            async with self._coordinator.turn() as mine:
+                if mine:
+                    again = None if force else await self._read()
+                    if again is not None and good(again):
+                        return again
+                    return await self._load_and_store()
+            if value is not None and meanwhile is not None and meanwhile(value):
+                return value
+            if not waited:
+                waited = True
+                self._metrics.waiter("deployment")
+            if self._clock() >= give_up_at:
+                logger.warning("fill_wait_exceeded", value=self._name, waited=self._max_wait)
+                return await self._load_and_store()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WAIT_SLICE):
+                    await announced.wait()
+
+    async def _load_and_store(self) -> T:
+        value = await self._load()
+        await self._store(value)
+        await self._coordinator.announce()
+        return value
