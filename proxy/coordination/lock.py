@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +13,7 @@ import structlog
 from redis.asyncio.client import PubSub
 from redis.asyncio.lock import Lock
 
+from proxy.backoff import Backoff
 from proxy.coordination.client import RedisGuard
 from proxy.observability.metrics import Metrics
 
@@ -21,9 +21,6 @@ logger = structlog.get_logger(__name__)
 
 LISTENER_FIRST_PAUSE = 0.5
 LISTENER_MAX_PAUSE = 15.0
-# Each pause before resubscribing is drawn between this share of the nominal pause and the
-# whole of it, so replicas that lost Redis together do not all come back at once.
-LISTENER_JITTER_FLOOR = 0.5
 # A PING goes out this often; a connection that brought nothing back (no message, no pong)
 # for this many intervals is taken as lost, which catches a frozen server or a half-open
 # TCP connection (no FIN) that no read would ever report.
@@ -99,9 +96,9 @@ class Notifier:
         self._metrics = metrics
         self._ping_interval = ping_interval
         self._silence_limit = ping_interval * missed_pings
-        self._first_pause = first_pause
         self._max_pause = max_pause
-        self._rng = random.Random()  # noqa: S311 - jitter, not a secret
+        # Jittered, so replicas that lost Redis together do not all come back at once.
+        self._backoff = Backoff(first=first_pause, cap=max_pause)
         self._events: dict[str, asyncio.Event] = {}
         self._listeners: dict[str, list[Callable[[], None]]] = {}
         self._ignored = 0
@@ -142,7 +139,6 @@ class Notifier:
     async def run(self) -> None:
         """Listen until cancelled, resubscribing with a growing, jittered pause after failures."""
         loop = asyncio.get_running_loop()
-        pause = self._first_pause
         while True:
             pubsub: PubSub | None = None
             subscribed_at: float | None = None
@@ -166,11 +162,12 @@ class Notifier:
             # Only a subscription that held for a while starts the pauses over: one lost right
             # after subscribing (a flapping server, a fault that persists) keeps them growing.
             if subscribed_at is not None and loop.time() - subscribed_at >= self._max_pause:
-                pause = self._first_pause
+                self._backoff.succeeded()
+            pause = self._backoff.failed()
             log = logger.warning if subscribed_at is not None else logger.debug
-            log("redis_pubsub_lost", reason=reason, error=error, pause=pause)
-            await asyncio.sleep(pause * self._rng.uniform(LISTENER_JITTER_FLOOR, 1.0))
-            pause = min(pause * 2, self._max_pause)
+            log("redis_pubsub_lost", reason=reason, error=error, pause=round(pause, 3))
+            self._stop_if_cancelled()
+            await asyncio.sleep(pause)
 
     async def _listen(self, pubsub: PubSub) -> None:
         """Handle messages, pinging between them; return once the connection falls silent."""
@@ -178,6 +175,7 @@ class Notifier:
         heard = loop.time()
         next_ping = heard + self._ping_interval
         while True:
+            self._stop_if_cancelled()
             deadline = heard + self._silence_limit
             now = loop.time()
             if now >= deadline:
@@ -199,6 +197,18 @@ class Notifier:
             if message is not None:
                 heard = loop.time()
                 self._handle(message)
+
+    @staticmethod
+    def _stop_if_cancelled() -> None:
+        """Raise the cancellation a library call swallowed, so that cancelling always stops us.
+
+        redis-py sends commands under ``asyncio.wait_for``, which on Python 3.11 drops a
+        cancellation that lands just as the send completes; the request stays counted on the
+        task, so it can still be honoured here.
+        """
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
 
     def _handle(self, message: object) -> None:
         """Wake the topic a message names; ignore pongs, and anything that names no topic."""

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from proxy.observability.metrics import Metrics
 from proxy.upstream.errors import (
+    RateWindowOpen,
     UpstreamAuthError,
     UpstreamBadResponse,
     UpstreamError,
@@ -91,7 +92,9 @@ class UpstreamClient:
             raise UpstreamTimeout(f"upstream did not answer within {self._timeout:g}s") from None
         except UpstreamError as exc:
             self.last_outcome = type(exc).__name__
-            logger.warning("upstream_failed", error=str(exc), kind=type(exc).__name__)
+            # Refusals inside a known window are not news: the 429 itself was logged.
+            log = logger.debug if isinstance(exc, RateWindowOpen) else logger.warning
+            log("upstream_failed", error=str(exc), kind=type(exc).__name__)
             raise
         self.last_outcome = "ok"
         return catalog

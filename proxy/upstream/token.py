@@ -20,6 +20,7 @@ from proxy.coordination.lock import Coordinator, LocalCoordinator
 from proxy.coordination.singleflight import SingleFlight
 from proxy.observability.metrics import Metrics
 from proxy.upstream.errors import (
+    RateWindowOpen,
     UpstreamAuthError,
     UpstreamBadResponse,
     UpstreamError,
@@ -232,7 +233,7 @@ class TokenProvider:
         except UpstreamError as exc:
             back_off(self._backoff, exc, self._clock())
             self._metrics.token_refresh(ok=False)
-            if not isinstance(exc, UpstreamAuthError):
+            if not isinstance(exc, (UpstreamAuthError, RateWindowOpen)):
                 logger.warning("token_fetch_failed", error=str(exc), kind=type(exc).__name__)
             raise
         self._backoff.succeeded()

@@ -516,3 +516,26 @@ async def test_hit_with_a_clock_behind_the_entry_says_age_zero(
     later = cache.hit()
     assert later is not None
     assert int(later.age) == 1
+
+
+async def test_stale_answers_are_reused_like_hits_and_read_the_store_once_a_second(
+    cache: CatalogCache, loader: Loader, clock: FakeClock, store: CountingStore
+) -> None:
+    await cache.get()
+    clock.advance(TTL + 10.2)
+    loader.fail = True
+    first = await cache.get()
+    assert first.outcome is Outcome.STALE
+    await settle(cache)
+    reads = store.reads
+
+    served = [cache.hit() or await cache.get() for _ in range(50)]
+
+    assert all(lookup is first for lookup in served), "the same prepared answer is reused"
+    assert store.reads == reads
+    clock.advance(1.0)
+    later = cache.hit() or await cache.get()
+    assert later.outcome is Outcome.STALE
+    assert later is not first
+    assert int(later.age) == int(first.age) + 1
+    assert store.reads == reads + 1
