@@ -8,29 +8,25 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
 from proxy import __version__
-from proxy.appkeys import CATALOG, HTTP_SESSION, LIFECYCLE, METRICS, SETTINGS, STORE, Lifecycle
+from proxy.appkeys import BACKPLANE, CATALOG, HTTP_SESSION, LIFECYCLE, METRICS, SETTINGS, Lifecycle
+from proxy.backplane.connect import connect
+from proxy.backplane.keys import KeySpace
 from proxy.cache.freshness import Freshness
-from proxy.cache.keys import KeySpace
 from proxy.cache.readthrough import CatalogCache
-from proxy.cache.redis_store import RedisStore
-from proxy.cache.store import MemoryStore, Store
 from proxy.catalog.service import CatalogService
-from proxy.coordination.client import RedisGuard, connect
-from proxy.coordination.lock import Coordinator, LocalCoordinator, Notifier, RedisCoordinator
-from proxy.coordination.rate import LocalRateGate, RateGate, RedisRateGate
-from proxy.coordination.windows import RedisWindows
+from proxy.coordination.rate import RateGate
+from proxy.coordination.turns import Turns
 from proxy.observability.metrics import CatalogGauges, Metrics
 from proxy.settings import Settings
 from proxy.upstream.client import UpstreamClient
-from proxy.upstream.token import SharedTokens, TokenProvider
-from proxy.upstream.token_store import RedisTokens
-from proxy.upstream.windows import RateWindows, SharedWindows
+from proxy.upstream.token import TokenProvider
+from proxy.upstream.token_store import BackplaneTokens
+from proxy.upstream.windows import RateWindows
 from proxy.web import admin
 from proxy.web.api import get_product, list_categories, list_products
 from proxy.web.health import healthz, readyz
@@ -48,17 +44,6 @@ CONNECT_TIMEOUT_CAP = 5.0
 FILL_WAIT_SLACK = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class Backplane:
-    """The Redis side shared by the cache and the token: guarded client and notifier."""
-
-    guard: RedisGuard
-    notifier: Notifier
-
-
-BACKPLANE = web.AppKey("backplane", Backplane)
-
-
 def create_app(settings: Settings) -> web.Application:
     """Build the service; resources open on startup and close on cleanup, in order."""
     metrics = Metrics()
@@ -70,7 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app[OPENAPI] = load_document()
     app[PREPARED] = PreparedResponses()
-    app.cleanup_ctx.extend([_http_session, _backplane, _store, _catalog])
+    app.cleanup_ctx.extend([_http_session, _backplane, _catalog])
     routes = (
         ("GET", "/v1/products", upstream_products),
         ("GET", "/api/v1/products", list_products),
@@ -115,28 +100,11 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
 
 async def _backplane(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    connection = connect(settings)
-    if connection is None:
-        yield
-        return
-    guard = RedisGuard(connection.client, timeout=settings.redis_timeout, metrics=app[METRICS])
-    app[METRICS].watch_redis(lambda: guard.state == "ok")
-    notifier = Notifier(guard, _keys(settings).events, metrics=app[METRICS])
-    listener = asyncio.get_running_loop().create_task(notifier.run())
-    app[BACKPLANE] = Backplane(guard, notifier)
+    backplane = connect(settings, channel=_keys(settings).events, metrics=app[METRICS])
+    await backplane.start()
+    app[BACKPLANE] = backplane
     yield
-    listener.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await listener
-    await connection.close()
-
-
-async def _store(app: web.Application) -> AsyncIterator[None]:
-    backplane = app.get(BACKPLANE)
-    store: Store = MemoryStore() if backplane is None else RedisStore(backplane.guard)
-    app[STORE] = store
-    yield
-    await store.close()
+    await backplane.close()
 
 
 async def _catalog(app: web.Application) -> AsyncIterator[None]:
@@ -146,34 +114,14 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
     if settings.client_id is None or settings.client_secret is None:
         raise RuntimeError("the 1NCE client id and secret are required")
     keys = _keys(settings)
-    backplane = app.get(BACKPLANE)
-    catalog_turns: Coordinator = LocalCoordinator()
-    token_turns: Coordinator = LocalCoordinator()
-    shared_tokens: SharedTokens | None = None
-    shared_windows: SharedWindows | None = None
-    admin_gate: RateGate = LocalRateGate(settings.admin_refresh_interval)
-    if backplane is not None:
-        # The lock value names the replica, so an operator can see who is fetching.
-        owner = f"{socket.gethostname()}:{os.getpid()}"
+    backplane = app[BACKPLANE]
+    # The lock value names the replica, so an operator can see who is fetching.
+    owner = f"{socket.gethostname()}:{os.getpid()}"
 
-        def coordinator(name: str, topic: str) -> RedisCoordinator:
-            return RedisCoordinator(
-                backplane.guard,
-                backplane.notifier,
-                name=name,
-                topic=topic,
-                ttl=settings.lock_timeout,
-                owner=owner,
-            )
+    def turns(name: str, topic: str) -> Turns:
+        return Turns(backplane, name=name, topic=topic, ttl=settings.lock_timeout, owner=owner)
 
-        catalog_turns = coordinator(keys.catalog_lock, "catalog")
-        token_turns = coordinator(keys.token_lock, "token")
-        shared_tokens = RedisTokens(backplane.guard, key=keys.token)
-        shared_windows = RedisWindows(backplane.guard, keys.rate_windows)
-        admin_gate = RedisRateGate(
-            backplane.guard, keys.admin_refresh, settings.admin_refresh_interval
-        )
-    windows = RateWindows(shared=shared_windows, metrics=metrics)
+    windows = RateWindows(backplane=backplane, key=keys.rate_window, metrics=metrics)
     tokens = TokenProvider(
         session,
         token_url=f"{settings.upstream_url}/oauth/token",
@@ -185,8 +133,8 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.upstream_timeout,
         max_bytes=settings.upstream_max_bytes,
         retry_after_max=settings.retry_after_max,
-        shared=shared_tokens,
-        coordinator=token_turns,
+        shared=BackplaneTokens(backplane, key=keys.token),
+        turns=turns(keys.token_lock, "token"),
         max_wait=settings.upstream_timeout,
     )
     upstream = UpstreamClient(
@@ -201,19 +149,19 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         retry_after_max=settings.retry_after_max,
     )
     cache = CatalogCache(
-        store=app[STORE],
+        store=backplane,
         key=keys.catalog,
         freshness=Freshness(settings.cache_ttl, settings.stale_ttl),
         loader=upstream.fetch_products,
-        coordinator=catalog_turns,
+        turns=turns(keys.catalog_lock, "catalog"),
         # A holder that died leaves its lock until it expires; the next holder then needs up
         # to the upstream timeout. Only past both (and a slack) does a waiter fetch alone.
         max_wait=settings.lock_timeout + settings.upstream_timeout + FILL_WAIT_SLACK,
         metrics=metrics,
     )
     metrics.watch_catalog(lambda: _catalog_gauges(cache))
-    if backplane is not None:
-        backplane.notifier.on("catalog", cache.shared_changed)
+    backplane.on("catalog", cache.shared_changed)
+    admin_gate = RateGate(backplane, keys.admin_refresh, settings.admin_refresh_interval)
     service = CatalogService(cache, upstream, tokens, admin_gate=admin_gate)
     app[CATALOG] = service
     # The keeper fills at once with warm-up on, else from the first caller on, and from then

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from proxy.cache.store import Store
+from proxy.backplane.interface import Backplane
 from proxy.catalog.service import CatalogService
 from proxy.observability.metrics import Metrics
 from proxy.settings import Settings
@@ -23,6 +23,7 @@ class Lifecycle:
 SETTINGS = web.AppKey("settings", Settings)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
-STORE = web.AppKey("store", Store)
+# A Protocol, so the key is typed by annotation rather than by a class at run time.
+BACKPLANE: web.AppKey[Backplane] = web.AppKey("backplane")
 CATALOG = web.AppKey("catalog", CatalogService)
 METRICS = web.AppKey("metrics", Metrics)

@@ -66,12 +66,21 @@ class Settings(BaseSettings):
         default=(),
         description=f"Comma-separated host:port of each Sentinel. {_LIST}",
     )
+    redis_cluster_nodes: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=f"Comma-separated host:port seed nodes of a Redis Cluster. {_LIST}",
+    )
+    redis_tls: bool = Field(
+        default=False,
+        description="TLS to the Redis Cluster nodes (a URL says it with rediss://).",
+    )
     redis_sentinel_master: str = "mymaster"
     redis_sentinel_password: SecretStr | None = Field(
         default=None, description=f"Password of the Sentinels. {_UNSET}"
     )
     redis_password: SecretStr | None = Field(
-        default=None, description=f"Password of the Sentinel-managed master. {_UNSET}"
+        default=None,
+        description=f"Password of the Sentinel-managed master or the Cluster nodes. {_UNSET}",
     )
     redis_db: int = Field(default=0, ge=0)
     key_prefix: str = Field(default="1nce-proxy", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
@@ -203,12 +212,12 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("redis_sentinels", "api_keys", mode="before")
+    @field_validator("redis_sentinels", "redis_cluster_nodes", "api_keys", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         return _entries(value) if isinstance(value, str) else value
 
-    @field_validator("redis_sentinels")
+    @field_validator("redis_sentinels", "redis_cluster_nodes")
     @classmethod
     def _check_sentinels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         _refuse_blank_entry([address.strip() for address in value])
@@ -226,10 +235,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Self:
-        if self.redis_sentinels and self.redis_url is not None:
+        modes = [
+            name
+            for name, given in (
+                ("PROXY_REDIS_URL", self.redis_url is not None),
+                ("PROXY_REDIS_SENTINELS", bool(self.redis_sentinels)),
+                ("PROXY_REDIS_CLUSTER_NODES", bool(self.redis_cluster_nodes)),
+            )
+            if given
+        ]
+        if len(modes) > 1:
             raise ValueError(
-                "PROXY_REDIS_URL and PROXY_REDIS_SENTINELS exclude each other; "
-                "with Sentinel, use PROXY_REDIS_PASSWORD and PROXY_REDIS_DB"
+                f"{' and '.join(modes)} exclude each other; with Sentinel or Cluster, "
+                "use PROXY_REDIS_PASSWORD (and PROXY_REDIS_DB for Sentinel)"
             )
         if self.lock_timeout <= self.upstream_timeout:
             # A lock that expires mid-fetch lets a second replica fetch the same catalog.

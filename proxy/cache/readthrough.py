@@ -14,12 +14,12 @@ from typing import NamedTuple, Protocol
 import structlog
 
 from proxy.backoff import Backoff
+from proxy.backplane.interface import Backplane
 from proxy.cache.entry import CatalogEntry, CorruptEntryError
 from proxy.cache.freshness import Freshness
-from proxy.cache.store import Store
 from proxy.coordination.fill import CoordinatedFill
-from proxy.coordination.lock import Coordinator, LocalCoordinator
 from proxy.coordination.singleflight import SingleFlight
+from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
 from proxy.upstream.errors import back_off
 
@@ -93,12 +93,12 @@ class CatalogCache:
     def __init__(
         self,
         *,
-        store: Store,
+        store: Backplane,
         key: str,
         freshness: Freshness,
         loader: Callable[[], Awaitable[Payload]],
         metrics: Metrics,
-        coordinator: Coordinator | None = None,
+        turns: Turns,
         max_wait: float = 30.0,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.monotonic,
@@ -112,13 +112,12 @@ class CatalogCache:
         self._metrics = metrics
         self._clock = clock
         self._timer = timer
-        coordinator = coordinator or LocalCoordinator()
         self._fill = CoordinatedFill(
             name="catalog",
             read=self._newest_shared,
             load=self._load,
             store=self._write,
-            coordinator=coordinator,
+            coordinator=turns,
             max_wait=max_wait,
             metrics=metrics,
             clock=timer,
@@ -154,7 +153,7 @@ class CatalogCache:
         return self._flight.running
 
     @property
-    def store(self) -> Store:
+    def store(self) -> Backplane:
         """The shared store behind the in-process copy."""
         return self._store
 

@@ -1,1 +1,1 @@
-"""Cross-replica coordination over Redis: a guarded client, deployment locks, wake-ups."""
+"""Coordination over the backplane: turns, coordinated fills, rate gates, single flights."""

@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from proxy.coordination.lock import Coordinator
+from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
 
 logger = structlog.get_logger(__name__)
@@ -48,7 +48,7 @@ class CoordinatedFill(Generic[T]):
         read: Callable[[], Awaitable[T | None]],
         load: Callable[[], Awaitable[T]],
         store: Callable[[T], Awaitable[None]],
-        coordinator: Coordinator,
+        coordinator: Turns,
         max_wait: float,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,

@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from proxy.backoff import Backoff
 from proxy.coordination.fill import CoordinatedFill
-from proxy.coordination.lock import Coordinator, LocalCoordinator
 from proxy.coordination.singleflight import SingleFlight
+from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
 from proxy.upstream.errors import (
     RateWindowOpen,
@@ -88,10 +88,10 @@ class TokenProvider:
     """Hands out a valid bearer token, fetching a new one only when needed.
 
     A token is used until ``margin`` seconds before it expires (never past half its life);
-    inside the margin, one renewal runs in the background while callers keep using it. With
-    ``shared`` tokens, replicas use one token through a :class:`CoordinatedFill`: a token
-    inside its margin is replaced by one replica under the token lock while the others keep
-    using it until the new one is stored. Failed fetches back off; while the credentials are
+    inside the margin, one renewal runs in the background while callers keep using it.
+    Replicas use one token, kept in ``shared``, through a :class:`CoordinatedFill`: a token
+    inside its margin is replaced by one replica in its turn while the others keep using it
+    until the new one is stored. Failed fetches back off; while the credentials are
     refused (400/401), callers fail fast; a 429 opens the token endpoint's window.
     """
 
@@ -108,8 +108,8 @@ class TokenProvider:
         timeout: float,
         max_bytes: int,
         retry_after_max: float,
-        shared: SharedTokens | None = None,
-        coordinator: Coordinator | None = None,
+        shared: SharedTokens,
+        turns: Turns,
         max_wait: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -134,10 +134,10 @@ class TokenProvider:
         self._refused: UpstreamAuthError | None = None
         self._fill = CoordinatedFill(
             name="token",
-            read=self._read_shared,
+            read=shared.load,
             load=self._fetch,
-            store=self._store_shared,
-            coordinator=coordinator or LocalCoordinator(),
+            store=shared.save,
+            coordinator=turns,
             max_wait=max_wait,
             metrics=metrics,
             clock=clock,
@@ -174,8 +174,7 @@ class TokenProvider:
         if held is None or held.token.value.get_secret_value() != failed.get_secret_value():
             return
         self._held = None
-        if self._shared is not None:
-            await self._shared.discard(held.token)
+        await self._shared.discard(held.token)
 
     async def close(self) -> None:
         """Stop a renewal in flight."""
@@ -210,13 +209,6 @@ class TokenProvider:
             renew_at=now + left - self._renew_margin(token),
             dead_at=now + max(left - EXPIRY_SAFETY, 0.0),
         )
-
-    async def _read_shared(self) -> SharedToken | None:
-        return None if self._shared is None else await self._shared.load()
-
-    async def _store_shared(self, token: SharedToken) -> None:
-        if self._shared is not None:
-            await self._shared.save(token)
 
     async def _fetch(self) -> SharedToken:
         started = time.perf_counter()

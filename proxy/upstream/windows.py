@@ -5,10 +5,10 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 import structlog
 
+from proxy.backplane.interface import Backplane
 from proxy.observability.metrics import Metrics
 from proxy.upstream.errors import RateWindowOpen
 
@@ -38,35 +38,26 @@ def parse_retry_after(value: str | None, *, cap: float, now: float | None = None
     return min(seconds, cap)
 
 
-class SharedWindows(Protocol):
-    """Where the deployment keeps its windows: one expiring key per endpoint."""
-
-    async def remaining(self, endpoint: str) -> float | None:
-        """Seconds left of ``endpoint``'s window: 0 when none, None when the store can't tell."""
-        ...
-
-    async def open(self, endpoint: str, seconds: float) -> None:
-        """Start (or lengthen) ``endpoint``'s window for ``seconds`` (best effort)."""
-        ...
-
-
 class RateWindows:
     """The windows one replica knows of, per upstream endpoint (``token``, ``products``).
 
-    A window seen here is kept locally and written to the shared store with that expiry, so
-    every replica honours it whatever its clock says; while the store is unreachable each
-    replica keeps the windows it has seen itself.
+    A window seen here is kept locally and written to the backplane as a key (``key(endpoint)``)
+    with that expiry; replicas read its remaining life, never a timestamp, so every replica
+    honours it whatever its clock says. While the backplane is unreachable each replica keeps
+    the windows it has seen itself.
     """
 
     def __init__(
         self,
         *,
-        shared: SharedWindows | None,
+        backplane: Backplane,
+        key: Callable[[str], str],
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Track windows on ``clock`` (monotonic), shared through ``shared`` when given."""
-        self._shared = shared
+        """Track windows on ``clock`` (monotonic), shared through ``backplane``."""
+        self._backplane = backplane
+        self._key = key
         self._metrics = metrics
         self._clock = clock
         self._until: dict[str, float] = {}
@@ -82,8 +73,8 @@ class RateWindows:
     async def check(self, endpoint: str) -> None:
         """Raise :class:`RateWindowOpen` if a request to ``endpoint`` may not go out now."""
         left = self.left(endpoint)
-        if left <= 0 and self._shared is not None:
-            remaining = await self._shared.remaining(endpoint)
+        if left <= 0:
+            remaining = await self._backplane.ttl(self._key(endpoint))
             if remaining:
                 left = remaining
                 self._until[endpoint] = self._clock() + remaining
@@ -100,5 +91,5 @@ class RateWindows:
             self._until[endpoint] = until
         self._metrics.rate_limit_window(endpoint, "upstream")
         logger.warning("upstream_rate_limited", endpoint=endpoint, retry_after=round(seconds, 3))
-        if self._shared is not None and seconds > 0:
-            await self._shared.open(endpoint, seconds)
+        if seconds > 0:
+            await self._backplane.hold(self._key(endpoint), seconds)

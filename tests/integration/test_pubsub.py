@@ -12,12 +12,15 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-from proxy.coordination.client import RedisConnection, RedisGuard, connect
-from proxy.coordination.lock import Notifier
+from proxy.backplane.pubsub import Subscriber
+from proxy.backplane.topics import Topics
 from proxy.observability.metrics import Metrics
-from tests.support import RedisServer, eventually, make_settings
+from tests.support import RedisServer, eventually
 
 CHANNEL = "test:account:events"
 TIMEOUT = 0.2
@@ -26,6 +29,29 @@ PING_INTERVAL = 0.25
 MISSED_PINGS = 4
 FIRST_PAUSE = 0.05
 MAX_PAUSE = 0.4
+
+
+class Notifier:
+    """A subscriber with its topics, as the Redis backplane wires them."""
+
+    def __init__(self, client: Redis, metrics: Metrics, **options: Any) -> None:
+        self.topics = Topics()
+        self.subscriber = Subscriber(
+            lambda: client.pubsub(ignore_subscribe_messages=True),
+            CHANNEL,
+            self.topics,
+            timeout=TIMEOUT,
+            metrics=metrics,
+            **options,
+        )
+        self.waiter = self.topics.waiter
+        self.on = self.topics.on
+        self.run = self.subscriber.run
+
+    @property
+    def listening(self) -> bool:
+        return self.subscriber.listening
+
 
 Start = Callable[..., Awaitable[Notifier]]
 
@@ -58,14 +84,15 @@ def _restarts(metrics: Metrics) -> dict[str, float]:
 
 
 @pytest.fixture
-async def connection(redis_server: RedisServer) -> AsyncIterator[RedisConnection]:
-    settings = make_settings(
-        "http://127.0.0.1:9", redis_url=redis_server.url, redis_timeout=TIMEOUT
+async def connection(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(
+        redis_server.url,
+        socket_timeout=TIMEOUT,
+        socket_connect_timeout=TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
     )
-    conn = connect(settings)
-    assert conn is not None
-    yield conn
-    await conn.close()
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture
@@ -74,7 +101,7 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-async def start(connection: RedisConnection, metrics: Metrics) -> AsyncIterator[Start]:
+async def start(connection: Redis, metrics: Metrics) -> AsyncIterator[Start]:
     """Start notifiers listening (short pings and pauses); check at the end none stopped."""
     tasks: list[asyncio.Task[None]] = []
 
@@ -86,8 +113,7 @@ async def start(connection: RedisConnection, metrics: Metrics) -> AsyncIterator[
             "max_pause": MAX_PAUSE,
             **options,
         }
-        guard = RedisGuard(connection.client, timeout=TIMEOUT, metrics=metrics)
-        notifier = Notifier(guard, CHANNEL, metrics=metrics, **options)
+        notifier = Notifier(connection, metrics, **options)
         tasks.append(asyncio.get_running_loop().create_task(notifier.run()))
         await eventually(lambda: notifier.listening)
         return notifier
@@ -111,7 +137,7 @@ async def test_junk_messages_are_ignored_and_the_next_announcement_still_wakes(
     waiter = notifier.waiter("catalog")
     junk = [b"\xff\xfe junk", b"catalog\xff", b"x" * 1_000_000, "é".encode() * 40]
     assert _publish(redis_server, *junk) == [1] * len(junk)
-    await eventually(lambda: notifier._ignored == len(junk))
+    await eventually(lambda: notifier.subscriber._ignored == len(junk))
     assert notifier.listening
     assert not waiter.is_set()
     assert heard == []
@@ -134,10 +160,10 @@ async def test_messages_of_odd_shapes_are_ignored(start: Start) -> None:
         {"type": "message", "data": "t" * 65},
     ]
     for message in odd:
-        notifier._handle(message)
-    assert notifier._ignored == 5, "a pmessage is not ours, but is not junk either"
+        notifier.subscriber._handle(message)
+    assert notifier.subscriber._ignored == 5, "a pmessage is not ours, but is not junk either"
     assert not waiter.is_set()
-    notifier._handle({"type": "message", "data": "catalog"})
+    notifier.subscriber._handle({"type": "message", "data": "catalog"})
     assert waiter.is_set()
 
 
@@ -154,9 +180,9 @@ async def test_many_unknown_topics_do_not_grow_the_notifier(
     # Messages arrive in order: once this wakes, every junk topic before it was handled.
     assert _publish(redis_server, b"catalog") == [1]
     await asyncio.wait_for(waiter.wait(), timeout=5)
-    assert notifier._ignored == 500
-    assert set(notifier._events) == {"token"}
-    assert set(notifier._listeners) == {"catalog"}
+    assert notifier.subscriber._ignored == 500
+    assert set(notifier.topics._events) == {"token"}
+    assert set(notifier.topics._listeners) == {"catalog"}
 
 
 async def test_a_frozen_redis_is_noticed_and_the_listener_comes_back(
@@ -293,15 +319,11 @@ async def test_pauses_between_attempts_grow_to_the_cap_and_are_jittered(
     assert not notifier.listening
 
 
-async def test_cancelling_always_stops_the_listener(
-    connection: RedisConnection, metrics: Metrics
-) -> None:
+async def test_cancelling_always_stops_the_listener(connection: Redis, metrics: Metrics) -> None:
     # redis-py's sends can swallow a cancellation on Python 3.11 (asyncio.wait_for): with a
     # ping every few milliseconds, some of these cancels land on one.
-    guard = RedisGuard(connection.client, timeout=TIMEOUT, metrics=metrics)
-
     async def cancelled_after(delay: float) -> asyncio.Task[None]:
-        notifier = Notifier(guard, CHANNEL, metrics=metrics, ping_interval=0.002, missed_pings=500)
+        notifier = Notifier(connection, metrics, ping_interval=0.002, missed_pings=500)
         task = asyncio.get_running_loop().create_task(notifier.run())
         await eventually(lambda: notifier.listening)
         await asyncio.sleep(delay)

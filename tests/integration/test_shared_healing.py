@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from proxy.appkeys import CATALOG, SETTINGS
+from proxy.backplane.keys import KeySpace
 from proxy.cache.entry import CatalogEntry
-from proxy.cache.keys import KeySpace
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from tests.conftest import MakeProxy, Sandbox
 from tests.support import RedisServer, eventually

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from proxy.backoff import Backoff
+from proxy.backplane.memory import MemoryBackplane
 from proxy.observability.metrics import Metrics
 from proxy.upstream.errors import (
     RateWindowOpen,
@@ -90,10 +91,15 @@ def test_back_off_reads_the_kind_of_failure() -> None:
     assert 1.0 <= backoff.delay() <= 2.0
 
 
-async def test_windows_are_kept_per_endpoint_without_a_store() -> None:
+async def test_windows_are_kept_per_endpoint() -> None:
     clock = Clock()
     metrics = Metrics()
-    windows = RateWindows(shared=None, metrics=metrics, clock=clock)
+    windows = RateWindows(
+        backplane=MemoryBackplane(clock=clock),
+        key=lambda endpoint: f"window:{endpoint}",
+        metrics=metrics,
+        clock=clock,
+    )
     await windows.check("products")
     await windows.open("products", 20.0)
     with pytest.raises(RateWindowOpen) as refused:

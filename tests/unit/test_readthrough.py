@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from proxy.backplane.memory import MemoryBackplane
 from proxy.cache.entry import CatalogEntry
 from proxy.cache.freshness import Freshness
 from proxy.cache.readthrough import CatalogCache, Lookup, Outcome
-from proxy.cache.store import MemoryStore
+from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
 from tests.support import eventually
 
@@ -63,7 +64,7 @@ class Loader:
         return Payload(body=f'["{self.name}{number}"]'.encode(), content_type="application/json")
 
 
-class CountingStore(MemoryStore):
+class CountingStore(MemoryBackplane):
     """A memory store that counts reads, to show the hit path does no store I/O."""
 
     def __init__(self) -> None:
@@ -90,13 +91,14 @@ def loader() -> Loader:
     return Loader()
 
 
-def make_cache(store: MemoryStore, loader: Loader, clock: FakeClock) -> CatalogCache:
+def make_cache(store: MemoryBackplane, loader: Loader, clock: FakeClock) -> CatalogCache:
     return CatalogCache(
         store=store,
         key=KEY,
         freshness=Freshness(ttl=TTL, stale_ttl=STALE_TTL),
         loader=loader,
         metrics=Metrics(),
+        turns=Turns(store, name="lock", topic="catalog", ttl=30, owner="test"),
         clock=clock,
         timer=clock,
     )
@@ -486,6 +488,7 @@ async def test_a_reused_lookup_always_tells_the_exact_whole_seconds(
         freshness=Freshness(ttl=ttl, stale_ttl=STALE_TTL),
         loader=loader,
         metrics=Metrics(),
+        turns=Turns(store, name="lock", topic="catalog", ttl=30, owner="test"),
         clock=clock,
         timer=clock,
     )

@@ -1,20 +1,16 @@
-"""Deployment-wide turns (a Redis lock) and wake-ups (Redis pub/sub) for replicas."""
+"""Listening for announcements on Redis pub/sub, so that nothing can stop the listening."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from collections.abc import Callable
 
 import structlog
 from redis.asyncio.client import PubSub
-from redis.asyncio.lock import Lock
 
 from proxy.backoff import Backoff
-from proxy.coordination.client import RedisGuard
+from proxy.backplane.topics import Topics
 from proxy.observability.metrics import Metrics
 
 logger = structlog.get_logger(__name__)
@@ -32,53 +28,23 @@ MAX_TOPIC_LENGTH = 64
 IGNORED_LOG_INTERVAL = 60.0
 
 
-class Coordinator(Protocol):
-    """Decides which replica does a piece of shared work, and tells the others when it is done."""
+class Subscriber:
+    """One pub/sub subscription per process that wakes this process's topics on announcements.
 
-    def turn(self) -> contextlib.AbstractAsyncContextManager[bool]:
-        """Enter to learn whether this process should do the work now (True) or wait."""
-        ...
-
-    def waiter(self) -> asyncio.Event:
-        """Return the event the next announcement sets; take it *before* checking shared state."""
-        ...
-
-    async def announce(self) -> None:
-        """Tell every replica that the shared value has changed."""
-        ...
-
-
-class LocalCoordinator:
-    """The coordinator for a single process: always this process's turn, nobody to tell."""
-
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[bool]:
-        """Give this process the turn: in-process coalescing already serialises callers."""
-        yield True
-
-    def waiter(self) -> asyncio.Event:
-        """Return an event nobody sets; waits on it simply time out."""
-        return asyncio.Event()
-
-    async def announce(self) -> None:
-        """Nothing to announce to."""
-
-
-class Notifier:
-    """One pub/sub subscription per process that wakes local waiters on announcements.
-
-    Messages name a topic (``catalog``, ``token``); each topic has an event replaced at every
-    announcement, so a waiter that took the event before checking shared state cannot miss
-    a wake-up. Listeners registered with :meth:`on` are called for every announcement too.
-    Anything else on the channel is ignored, and no failure ends the listening: a lost,
-    frozen or misbehaving connection is replaced after a pause, and counted.
+    Messages name a topic (``catalog``, ``token``), which is woken in ``topics``. Anything
+    else on the channel is ignored, and no failure ends the listening: a lost, frozen or
+    misbehaving connection is replaced after a pause (the shared :class:`Backoff`), and
+    counted. ``open_pubsub`` makes a new subscription connection each time (for a Redis
+    Cluster, on the next node: classic PUBLISH reaches every node).
     """
 
     def __init__(
         self,
-        guard: RedisGuard,
+        open_pubsub: Callable[[], PubSub],
         channel: str,
+        topics: Topics,
         *,
+        timeout: float,
         metrics: Metrics,
         ping_interval: float = LISTENER_PING_INTERVAL,
         missed_pings: int = LISTENER_MISSED_PINGS,
@@ -91,50 +57,19 @@ class Notifier:
         without anything from Redis; resubscribing waits ``first_pause`` seconds, doubling
         after each further failure up to ``max_pause``.
         """
-        self._guard = guard
+        self._open_pubsub = open_pubsub
         self._channel = channel
+        self._topics = topics
+        self._timeout = timeout
         self._metrics = metrics
         self._ping_interval = ping_interval
         self._silence_limit = ping_interval * missed_pings
         self._max_pause = max_pause
         # Jittered, so replicas that lost Redis together do not all come back at once.
         self._backoff = Backoff(first=first_pause, cap=max_pause)
-        self._events: dict[str, asyncio.Event] = {}
-        self._listeners: dict[str, list[Callable[[], None]]] = {}
         self._ignored = 0
         self._ignored_logged_at = -IGNORED_LOG_INTERVAL
         self.listening = False
-
-    def waiter(self, topic: str) -> asyncio.Event:
-        """Return the event the next announcement of ``topic`` sets."""
-        return self._events.setdefault(topic, asyncio.Event())
-
-    def on(self, topic: str, listener: Callable[[], None]) -> None:
-        """Call ``listener`` at every announcement of ``topic`` (from any replica)."""
-        self._listeners.setdefault(topic, []).append(listener)
-
-    async def publish(self, topic: str) -> None:
-        """Announce ``topic`` to every replica (best effort)."""
-        await self._guard.call(
-            "publish", lambda: self._guard.client.publish(self._channel, topic), None
-        )
-
-    def wake(self, topic: str) -> None:
-        """Wake this process's waiters on ``topic``; a topic nobody waits for is left alone."""
-        event = self._events.pop(topic, None)
-        if event is not None:
-            event.set()
-        for listener in tuple(self._listeners.get(topic, ())):
-            # One failing listener must neither starve the others nor stop the listening.
-            try:
-                listener()
-            except Exception:
-                logger.exception("pubsub_listener_failed", topic=topic)
-
-    def wake_all(self) -> None:
-        """Wake every waiter: announcements may have been missed while not listening."""
-        for topic in {*self._events, *self._listeners}:
-            self.wake(topic)
 
     async def run(self) -> None:
         """Listen until cancelled, resubscribing with a growing, jittered pause after failures."""
@@ -143,12 +78,12 @@ class Notifier:
             pubsub: PubSub | None = None
             subscribed_at: float | None = None
             try:
-                pubsub = self._guard.client.pubsub(ignore_subscribe_messages=True)
-                async with asyncio.timeout(self._guard.timeout * 4):
+                pubsub = self._open_pubsub()
+                async with asyncio.timeout(self._timeout * 4):
                     await pubsub.subscribe(self._channel)
                 self.listening = True
                 subscribed_at = loop.time()
-                self.wake_all()
+                self._topics.wake_all()
                 await self._listen(pubsub)
                 reason, error = "silent", "NoReply"
             # Whatever went wrong, only a new connection can help: the listener must go on.
@@ -235,7 +170,7 @@ class Notifier:
         else:
             self._ignore("odd_data", type(data).__name__, 0)
             return
-        self.wake(topic)
+        self._topics.wake(topic)
 
     def _ignore(self, kind: str, data_type: str, size: int) -> None:
         """Count a message that is not an announcement; log a few, never their content."""
@@ -250,67 +185,7 @@ class Notifier:
     async def _close(self, pubsub: PubSub) -> None:
         """Drop the subscription's connection, giving up on it after the call timeout."""
         try:
-            async with asyncio.timeout(self._guard.timeout):
+            async with asyncio.timeout(self._timeout):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
         except Exception as exc:  # noqa: BLE001 - the connection is being discarded anyway
             logger.debug("redis_pubsub_close_failed", error=type(exc).__name__)
-
-
-class RedisCoordinator:
-    """Turns taken with a Redis lock, announcements sent over the notifier.
-
-    The lock holds a unique token (owner and a random part) and expires after ``ttl``; it is
-    released with a compare-and-delete, so a holder whose lock expired cannot free another's.
-    When Redis cannot be asked, it is this process's turn: callers are still served, with
-    in-process coalescing only.
-    """
-
-    def __init__(
-        self,
-        guard: RedisGuard,
-        notifier: Notifier,
-        *,
-        name: str,
-        topic: str,
-        ttl: float,
-        owner: str,
-    ) -> None:
-        """Coordinate work named ``name`` (the lock key) announced as ``topic``."""
-        self._guard = guard
-        self._notifier = notifier
-        self._name = name
-        self._topic = topic
-        self._ttl = ttl
-        self._owner = owner
-
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[bool]:
-        """Hold the deployment lock while the body runs, if it could be taken."""
-        lock = Lock(
-            self._guard.client,
-            self._name,
-            timeout=self._ttl,
-            blocking=False,
-            thread_local=False,
-            raise_on_release_error=False,
-        )
-        token = f"{self._owner}:{uuid.uuid4().hex}"
-        acquired = await self._guard.call(
-            "lock", lambda: lock.acquire(blocking=False, token=token), None
-        )
-        if acquired is False:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            if acquired:
-                await self._guard.call("unlock", lock.release, None)
-
-    def waiter(self) -> asyncio.Event:
-        """Return the event the next announcement of this topic sets."""
-        return self._notifier.waiter(self._topic)
-
-    async def announce(self) -> None:
-        """Publish this topic to every replica."""
-        await self._notifier.publish(self._topic)

@@ -1,7 +1,9 @@
-"""Every shared-store key the service uses, built in one place.
+"""Every shared key the service uses, built in one place.
 
 Keys carry the deployment's prefix and a hash of upstream URL and client id, so deployments
-or 1NCE accounts sharing one Redis never see each other's catalog or token.
+or 1NCE accounts sharing one Redis never see each other's catalog or token. The account hash
+is a Redis Cluster hash tag (``{...}``): all of one deployment's keys live in one slot, so
+whatever must be atomic across them stays on one node.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ class KeySpace:
     account: str
 
     @property
+    def _base(self) -> str:
+        return f"{self.prefix}:{{{self.account}}}"
+
+    @property
     def catalog(self) -> str:
         """Where the catalog entry lives."""
-        return f"{self.prefix}:{self.account}:catalog:{_SCHEMA}"
+        return f"{self._base}:catalog:{_SCHEMA}"
 
     @property
     def catalog_lock(self) -> str:
@@ -33,7 +39,7 @@ class KeySpace:
     @property
     def token(self) -> str:
         """Where the shared OAuth token lives."""
-        return f"{self.prefix}:{self.account}:token:{_TOKEN_SCHEMA}"
+        return f"{self._base}:token:{_TOKEN_SCHEMA}"
 
     @property
     def token_lock(self) -> str:
@@ -45,12 +51,11 @@ class KeySpace:
         """Marks a recent admin refresh, so the deployment allows one per interval."""
         return f"{self.catalog}:admin-refresh"
 
-    @property
-    def rate_windows(self) -> str:
-        """The prefix of the keys that hold Retry-After windows, one per upstream endpoint."""
-        return f"{self.prefix}:{self.account}:rate-window"
+    def rate_window(self, endpoint: str) -> str:
+        """Exists while the upstream's Retry-After window for ``endpoint`` lasts."""
+        return f"{self._base}:rate-window:{endpoint}"
 
     @property
     def events(self) -> str:
         """The pub/sub channel on which replicas announce stored catalogs and tokens."""
-        return f"{self.prefix}:{self.account}:events"
+        return f"{self._base}:events"

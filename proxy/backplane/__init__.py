@@ -1,0 +1,1 @@
+"""The backplane: everything replicas share (values, locks, wake-ups), behind one interface."""

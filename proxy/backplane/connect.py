@@ -1,0 +1,169 @@
+"""Building the backplane the settings ask for: memory, one Redis (URL), Sentinel, or Cluster."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+
+from proxy.backplane.interface import Backplane
+from proxy.backplane.memory import MemoryBackplane
+from proxy.backplane.redis_backplane import RedisBackplane
+from proxy.observability.metrics import Metrics
+from proxy.settings import Settings
+
+HEALTH_CHECK_INTERVAL = 30
+# Connections one process keeps to Redis: reads are coalesced, so few are ever busy.
+MAX_CONNECTIONS = 32
+
+
+def connect(settings: Settings, *, channel: str, metrics: Metrics) -> Backplane:
+    """Return the backplane for ``settings``; nothing connects until the first call.
+
+    redis-py's own retries are off: every call is bounded by ``PROXY_REDIS_TIMEOUT`` and a
+    failing Redis is handled by the backplane's breaker, so a retry would only stretch the
+    wait.
+    """
+    if settings.redis_cluster_nodes:
+        return _cluster(settings, channel=channel, metrics=metrics)
+    if settings.redis_sentinels:
+        return _sentinel(settings, channel=channel, metrics=metrics)
+    if settings.redis_url is not None:
+        return _url(settings, channel=channel, metrics=metrics)
+    return MemoryBackplane()
+
+
+def _common(settings: Settings) -> dict[str, Any]:
+    timeout = settings.redis_timeout
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+
+
+def _password(settings: Settings) -> str | None:
+    password = settings.redis_password
+    return password.get_secret_value() if password else None
+
+
+def _url(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBackplane:
+    if settings.redis_url is None:
+        raise ValueError("no Redis URL")
+    # A burst waits (up to the call timeout) for a pooled connection instead of failing.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url.get_secret_value(),
+        max_connections=MAX_CONNECTIONS,
+        timeout=settings.redis_timeout,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        **_common(settings),
+    )
+    client = Redis.from_pool(pool)
+    return RedisBackplane(
+        client,
+        channel=channel,
+        open_pubsub=lambda: client.pubsub(ignore_subscribe_messages=True),
+        timeout=settings.redis_timeout,
+        metrics=metrics,
+    )
+
+
+def _sentinel(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBackplane:
+    sentinel_password = settings.redis_sentinel_password
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        [_host_port(address) for address in settings.redis_sentinels],
+        sentinel_kwargs={
+            **_common(settings),
+            "password": sentinel_password.get_secret_value() if sentinel_password else None,
+        },
+    )
+    client = sentinel.master_for(
+        settings.redis_sentinel_master,
+        db=settings.redis_db,
+        password=_password(settings),
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        max_connections=MAX_CONNECTIONS,
+        **_common(settings),
+    )
+
+    async def close_sentinels() -> None:
+        for each in sentinel.sentinels:
+            await each.aclose()
+
+    return RedisBackplane(
+        client,
+        channel=channel,
+        open_pubsub=lambda: client.pubsub(ignore_subscribe_messages=True),
+        timeout=settings.redis_timeout,
+        metrics=metrics,
+        close_extra=close_sentinels,
+    )
+
+
+def _cluster(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBackplane:
+    seeds = [_host_port(address) for address in settings.redis_cluster_nodes]
+    node_kwargs: dict[str, Any] = {
+        **_common(settings),
+        "password": _password(settings),
+        "ssl": settings.redis_tls,
+    }
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in seeds],
+        max_connections=MAX_CONNECTIONS,
+        # A slot whose master is failing over must not stop the others being served.
+        require_full_coverage=False,
+        cluster_error_retry_attempts=1,
+        **node_kwargs,
+    )
+    subscribers = _ClusterSubscribers(client, seeds, node_kwargs)
+    return RedisBackplane(
+        client,
+        channel=channel,
+        open_pubsub=subscribers.open,
+        timeout=settings.redis_timeout,
+        metrics=metrics,
+        close_extra=subscribers.close,
+    )
+
+
+class _ClusterSubscribers:
+    """Subscription connections to a cluster, each new one on the next known node.
+
+    Classic PUBLISH is broadcast to every node of a cluster, so a subscription on any node
+    hears every announcement; after a failure the listener moves on to another node.
+    """
+
+    def __init__(
+        self, cluster: RedisCluster, seeds: list[tuple[str, int]], node_kwargs: dict[str, Any]
+    ) -> None:
+        self._cluster = cluster
+        self._seeds = seeds
+        self._node_kwargs = node_kwargs
+        self._turn = itertools.count()
+        self._clients: dict[tuple[str, int], Redis] = {}
+
+    def open(self) -> PubSub:
+        known = [(node.host, int(node.port)) for node in self._cluster.get_nodes()]
+        nodes = sorted(set(known)) or self._seeds
+        address = nodes[next(self._turn) % len(nodes)]
+        client = self._clients.get(address)
+        if client is None:
+            client = Redis(host=address[0], port=address[1], **self._node_kwargs)
+            self._clients[address] = client
+        return client.pubsub(ignore_subscribe_messages=True)
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,202 @@
+"""The Redis backplane: every call bounded, failures turned into misses behind one breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from proxy.backoff import Backoff
+from proxy.backplane.pubsub import Subscriber
+from proxy.backplane.topics import Topics
+from proxy.observability.metrics import Metrics
+
+logger = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+# After a failure Redis is left alone for a pause, 0.5 s doubling to 15 s, then probed.
+BREAKER_FIRST_PAUSE = 0.5
+BREAKER_MAX_PAUSE = 15.0
+
+# Value and remaining life in one round trip (the token: no replica trusts another's clock).
+_GET_WITH_TTL = "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}"
+# Deletes the key only while it holds the caller's value (a lock's token, a refused token).
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+# Lengthens a key's life, never shortens it (two 429s, two Retry-Afters).
+_HOLD = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+    redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
+"""
+
+
+class RedisBackplane:
+    """:class:`~proxy.backplane.interface.Backplane` on one Redis, Sentinel, or a Cluster.
+
+    ``client`` is a ``redis.asyncio`` client (``Redis`` or ``RedisCluster``); scripts touch
+    one key each, so they run on a cluster too. Every call runs under ``timeout``; a failed
+    or slow call returns the caller's fallback instead of raising, and opens a breaker: calls
+    are skipped for a pause that doubles with each further failure, then one goes through as
+    a probe, and the first success closes the breaker. Announcements go out with PUBLISH on
+    ``channel`` and come back through one :class:`Subscriber`.
+    """
+
+    def __init__(
+        self,
+        client: Any,  # noqa: ANN401 - redis-py's Redis and RedisCluster share no typed base
+        *,
+        channel: str,
+        open_pubsub: Callable[[], PubSub],
+        timeout: float,
+        metrics: Metrics,
+        close_extra: Callable[[], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Share state through ``client``; ``close_extra`` closes what else was opened."""
+        self._client = client
+        self._channel = channel
+        self._timeout = timeout
+        self._metrics = metrics
+        self._close_extra = close_extra
+        self._clock = clock
+        self._breaker = Backoff(first=BREAKER_FIRST_PAUSE, cap=BREAKER_MAX_PAUSE, clock=clock)
+        self._topics = Topics()
+        self._subscriber = Subscriber(
+            open_pubsub, channel, self._topics, timeout=timeout, metrics=metrics
+        )
+        self._listener: asyncio.Task[None] | None = None
+        metrics.watch_redis(lambda: self.state == "ok")
+
+    @property
+    def state(self) -> str:
+        """``ok`` while Redis answers, ``degraded`` after a failure until a call succeeds."""
+        return "degraded" if self._breaker.failing else "ok"
+
+    @property
+    def listening(self) -> bool:
+        """Whether the announcement subscription is up."""
+        return self._subscriber.listening
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the value under ``key``; None also when Redis fails."""
+        value = await self._call("get", lambda: self._client.get(key), None)
+        return value if isinstance(value, bytes) else None
+
+    async def get_with_ttl(self, key: str) -> tuple[bytes, float] | None:
+        """Return the value and its seconds left, read atomically."""
+        found = await self._call("get", lambda: self._client.eval(_GET_WITH_TTL, 1, key), None)
+        if not isinstance(found, list) or len(found) != 2:
+            return None
+        value, millis = found
+        if not isinstance(value, bytes) or not isinstance(millis, int) or millis <= 0:
+            return None
+        return value, millis / 1000
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` with a millisecond expiry; dropped when Redis fails."""
+        await self._call("set", lambda: self._client.set(key, value, px=_millis(ttl)), None)
+
+    async def set_if_absent(self, key: str, value: bytes, ttl: float) -> bool | None:
+        """SET NX PX: True if stored, False if the key exists, None if Redis failed."""
+
+        async def attempt() -> bool:
+            # SET NX answers None when the key exists: only an exception means "unknown".
+            return bool(await self._client.set(key, value, nx=True, px=_millis(ttl)))
+
+        return await self._call("set_nx", attempt, None)
+
+    async def delete_if_equal(self, key: str, value: bytes) -> bool | None:
+        """Compare-and-delete in one script."""
+        deleted = await self._call(
+            "delete_if_equal", lambda: self._client.eval(_DELETE_IF_EQUAL, 1, key, value), None
+        )
+        return None if deleted is None else bool(deleted)
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds left (PTTL), 0 when absent; None when Redis failed."""
+        millis = await self._call("ttl", lambda: self._client.pttl(key), None)
+        if millis is None:
+            return None
+        return millis / 1000 if isinstance(millis, int) and millis > 0 else 0.0
+
+    async def hold(self, key: str, ttl: float) -> None:
+        """Make ``key`` live at least ``ttl`` more seconds."""
+        await self._call("hold", lambda: self._client.eval(_HOLD, 1, key, _millis(ttl)), None)
+
+    async def publish(self, topic: str) -> None:
+        """PUBLISH ``topic`` on the deployment's channel (a cluster broadcasts it)."""
+        await self._call("publish", lambda: self._client.publish(self._channel, topic), None)
+
+    def waiter(self, topic: str) -> asyncio.Event:
+        """Return the event the next announcement of ``topic`` sets."""
+        return self._topics.waiter(topic)
+
+    def on(self, topic: str, listener: Callable[[], None]) -> None:
+        """Call ``listener`` at every announcement of ``topic``."""
+        self._topics.on(topic, listener)
+
+    async def ping(self) -> bool:
+        """Ask Redis directly, past the breaker, and update the state from the answer."""
+        return bool(await self._call("ping", self._client.ping, fallback=False, probe=True))
+
+    async def start(self) -> None:
+        """Start the announcement listener."""
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._subscriber.run())
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        await self._client.aclose()
+        if self._close_extra is not None:
+            await self._close_extra()
+
+    async def _call(
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        fallback: T,
+        *,
+        probe: bool = False,
+    ) -> T:
+        """Run ``call`` within the timeout; on failure or while paused return ``fallback``."""
+        if not probe and self._breaker.delay() > 0:
+            return fallback
+        try:
+            async with asyncio.timeout(self._timeout):
+                result = await call()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(operation, exc)
+            return fallback
+        if self._breaker.failing:
+            logger.info("redis_recovered", operation=operation)
+            self._breaker.succeeded()
+        return result
+
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        self._metrics.redis_error(operation)
+        first = not self._breaker.failing
+        pause = self._breaker.failed()
+        log = logger.warning if first else logger.debug
+        log("redis_failed", operation=operation, error=type(exc).__name__, pause=round(pause, 3))
+
+
+def _millis(seconds: float) -> int:
+    return max(int(seconds * 1000), 1)
