@@ -24,17 +24,14 @@ from proxy.coordination.turns import Turns
 from proxy.observability.metrics import CatalogGauges, Metrics
 from proxy.settings import Settings
 from proxy.upstream.client import UpstreamClient
+from proxy.upstream.models import PRODUCTS
 from proxy.upstream.token import TokenProvider
 from proxy.upstream.token_store import BackplaneTokens
 from proxy.upstream.windows import RateWindows
-from proxy.web import admin
-from proxy.web.api import get_product, list_categories, list_products
-from proxy.web.health import healthz, readyz
-from proxy.web.metrics import metrics as metrics_handler
-from proxy.web.openapi import OPENAPI, load_document, openapi_document
+from proxy.web.answers import ANSWERS, Answers
+from proxy.web.openapi import OPENAPI, load_document
 from proxy.web.pipeline import RequestPipeline
-from proxy.web.prepared import PreparedResponses
-from proxy.web.products import PREPARED, upstream_products
+from proxy.web.routes import install_routes
 
 # Header fields up to 16 KB are accepted (SPEC 5); aiohttp's default is 8 KB.
 MAX_FIELD_SIZE = 16 * 1024
@@ -54,23 +51,12 @@ def create_app(settings: Settings) -> web.Application:
     app[LIFECYCLE] = Lifecycle()
     app[METRICS] = metrics
     app[OPENAPI] = load_document()
-    app[PREPARED] = PreparedResponses()
+    app[ANSWERS] = Answers()
     app.cleanup_ctx.extend([_http_session, _backplane, _catalog])
-    routes = (
-        ("GET", "/v1/products", upstream_products),
-        ("GET", "/api/v1/products", list_products),
-        ("GET", "/api/v1/products/{id}", get_product),
-        ("GET", "/api/v1/categories", list_categories),
-        ("GET", "/healthz", healthz),
-        ("GET", "/readyz", readyz),
-        ("GET", "/openapi.json", openapi_document),
-        ("GET", "/metrics", metrics_handler),
-        ("POST", "/admin/refresh", admin.refresh),
-    )
     pipeline = RequestPipeline(
         access_log=settings.access_log, metrics=metrics, api_keys=settings.api_keys
     )
-    pipeline.add_routes(app.router, routes)
+    install_routes(app, pipeline)
     return app
 
 
@@ -152,7 +138,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         store=backplane,
         key=keys.catalog,
         freshness=Freshness(settings.cache_ttl, settings.stale_ttl),
-        loader=upstream.fetch_products,
+        loader=lambda: upstream.fetch(PRODUCTS),
         turns=turns(keys.catalog_lock, "catalog"),
         # A holder that died leaves its lock until it expires; the next holder then needs up
         # to the upstream timeout. Only past both (and a slack) does a waiter fetch alone.

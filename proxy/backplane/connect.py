@@ -118,8 +118,13 @@ def _cluster(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBack
         max_connections=MAX_CONNECTIONS,
         # A slot whose master is failing over must not stop the others being served.
         require_full_coverage=False,
-        cluster_error_retry_attempts=1,
-        **node_kwargs,
+        **{
+            **node_kwargs,
+            # The one retry a cluster needs: a call that finds its node gone (a failover
+            # done while this client was idle) reloads the slot map and asks the new master,
+            # within the same call timeout, instead of failing and tripping the breaker.
+            "retry": Retry(NoBackoff(), 1),
+        },
     )
     subscribers = _ClusterSubscribers(client, seeds, node_kwargs)
     return RedisBackplane(

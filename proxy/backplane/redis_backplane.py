@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import structlog
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from proxy.backoff import Backoff
 from proxy.backplane.pubsub import Subscriber
@@ -182,7 +182,9 @@ class RedisBackplane:
         try:
             async with asyncio.timeout(self._timeout):
                 result = await call()
-        except (RedisError, OSError, TimeoutError) as exc:
+        # A cluster client raises RedisClusterException, no RedisError, when no seed node can
+        # be used (all down, a wrong password) or a slot has no master (SlotNotCoveredError).
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
             self._failed(operation, exc)
             return fallback
         if self._breaker.failing:

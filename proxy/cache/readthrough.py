@@ -174,8 +174,9 @@ class CatalogCache:
 
         This is the cache hit, without a coroutine: it runs for every request answered. While
         the whole seconds of age and of freshness left stay the same, the same Lookup object
-        is returned, so what is prepared from one (headers, bodies) is reused by identity.
-        A stale entry served while the upstream fails is memoized the same way by ``get``.
+        is returned, so what is prepared from one (headers, bodies) is reused by identity
+        (:class:`proxy.web.answers.Answers` is the consumer side of this contract). A stale
+        entry served while the upstream fails is memoized the same way by ``get``.
         """
         local = self._local
         if local is None or self._shared_changed:

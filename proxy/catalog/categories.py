@@ -55,8 +55,6 @@ _PLASTIC_3IN1 = _rule(r"\b3[\s-]?in[\s-]?1\b|\b2ff\s*/\s*3ff\s*/\s*4ff\b|flexsim
 
 GRADE_INDUSTRIAL = "industrial"
 """The grade of SIM hardware built for harsh conditions (the grade 1NCE's standard FlexSIM has)."""
-GRADE_BUSINESS = "business"
-"""The grade of SIM hardware for benign conditions."""
 FORM_FACTOR_MFF2 = "mff2"
 """The form factor of a SIM soldered on the board (MFF2 chip)."""
 FORM_FACTOR_3IN1 = "2ff/3ff/4ff"

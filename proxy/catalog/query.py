@@ -32,13 +32,6 @@ class QueryError(ValueError):
         super().__init__(f"{problem}; allowed: {allowed}")
         self.parameter = parameter
         self.allowed = allowed
-        self.value = value
-        self.problem = problem
-
-    @property
-    def message(self) -> str:
-        """The whole human-readable message: the problem, then the allowed values."""
-        return str(self)
 
 
 class SortKey(StrEnum):
@@ -118,7 +111,7 @@ def _checked(name: str, allowed: str, value: str) -> str:
     """Return ``value`` if it holds no control character, else raise `QueryError`."""
     if _CONTROL.search(value) is not None:
         problem = f"invalid value {_show(value)} for '{name}': control character"
-        raise QueryError(name, allowed, value, problem=problem)
+        raise QueryError(name, allowed, problem=problem)
     return value
 
 
@@ -136,10 +129,10 @@ def _items(name: str, allowed: str, values: list[str]) -> list[str]:
 def _text(name: str, allowed: str, values: list[str]) -> str:
     value = _single(name, allowed, values)
     if not value:
-        raise QueryError(name, allowed, value, problem=f"empty value for '{name}'")
+        raise QueryError(name, allowed, problem=f"empty value for '{name}'")
     if len(value) > MAX_TEXT_LENGTH:
         problem = f"value for '{name}' has {len(value)} characters, too long"
-        raise QueryError(name, allowed, value, problem=problem)
+        raise QueryError(name, allowed, problem=problem)
     return value
 
 

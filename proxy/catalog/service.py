@@ -13,7 +13,7 @@ from proxy.catalog.view import CatalogView
 from proxy.coordination.rate import RateGate
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.errors import UpstreamBadResponse
-from proxy.upstream.models import InvalidCatalogError, parse_catalog
+from proxy.upstream.models import PRODUCTS, InvalidCatalogError, parse_catalog
 from proxy.upstream.token import TokenProvider
 
 logger = structlog.get_logger(__name__)
@@ -41,7 +41,8 @@ class RefreshTooSoonError(Exception):
 class CatalogService:
     """Gives handlers the cached catalog, its simplified view, and reports on the parts behind it.
 
-    The view is built once per catalog version (keyed by the entry's ETag), not per request.
+    The view is built once per catalog version (keyed by the entry's ETag), not per request,
+    and from products parsed once: see :meth:`view_of`.
     """
 
     def __init__(
@@ -60,7 +61,6 @@ class CatalogService:
         self._tokens = tokens
         self._admin_gate = admin_gate
         self._view: tuple[str, CatalogView] | None = None
-        self.views_built = 0
         self.warming = False
 
     @property
@@ -97,18 +97,28 @@ class CatalogService:
         return await self._cache.refresh()
 
     def view_of(self, lookup: Lookup) -> CatalogView:
-        """Return the simplified view of the catalog version ``lookup`` found."""
-        etag = lookup.entry.etag
+        """Return the simplified view of the catalog version ``lookup`` found.
+
+        The client validates a body by parsing it and keeps its last answer with the products
+        (``latest``), while the cache keeps the body. A version whose bytes are that answer's
+        is viewed from the products already parsed; any other (another replica fetched it,
+        or a newer one replaced it) is parsed here, once per version.
+        """
+        entry = lookup.entry
         cached = self._view
-        if cached is not None and cached[0] == etag:
+        if cached is not None and cached[0] == entry.etag:
             return cached[1]
         # Built without awaiting, so concurrent requests cannot build the same version twice.
-        try:
-            view = CatalogView.build(parse_catalog(lookup.entry.body))
-        except InvalidCatalogError as exc:
-            raise UpstreamBadResponse(f"the cached catalog cannot be read: {exc}") from None
-        self._view = (etag, view)
-        self.views_built += 1
+        fetched = self._upstream.latest(PRODUCTS)
+        if fetched is not None and fetched.body == entry.body:
+            products = fetched.value
+        else:
+            try:
+                products = parse_catalog(entry.body)
+            except InvalidCatalogError as exc:
+                raise UpstreamBadResponse(f"the cached catalog cannot be read: {exc}") from None
+        view = CatalogView.build(products)
+        self._view = (entry.etag, view)
         return view
 
     async def status(self, now: float) -> CatalogStatus:
@@ -125,13 +135,12 @@ class CatalogService:
                 "stale": not cache.freshness.is_fresh(entry, now),
                 "usable": usable,
             }
-        outcome = self._upstream.last_outcome
-        upstream = {"last_outcome": outcome, "rate_limited_for": round(self._upstream.blocked_for)}
+        outcome = self._upstream.last_outcome(PRODUCTS)
+        blocked_for = self._upstream.blocked_for(PRODUCTS)
+        upstream = {"last_outcome": outcome, "rate_limited_for": round(blocked_for)}
         # Without a usable entry we can serve only if the upstream is not known to be failing
         # or holding us off; while warming up, not yet: the first callers would wait on it.
-        servable = usable or (
-            outcome in {"ok", "unknown"} and not self.warming and not self._upstream.blocked_for
-        )
+        servable = usable or (outcome in {"ok", "unknown"} and not self.warming and not blocked_for)
         report = {
             "catalog": catalog,
             "store": {"state": cache.store.state, "reachable": store_ok},

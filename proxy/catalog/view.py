@@ -180,10 +180,6 @@ class CatalogView:
             category_counts=tuple((category, counts[category]) for category in Category),
         )
 
-    def get(self, product_id: int) -> SimplifiedProduct | None:
-        """Return the product with ``product_id``, or ``None`` if the catalog has none."""
-        return self.by_id.get(product_id)
-
     def select(self, query: ProductQuery) -> list[SimplifiedProduct]:
         """Return the products that pass every filter of ``query``, in its order.
 

@@ -1,1 +1,1 @@
-"""The 1NCE Management API client: token provider, products client, wire models, errors."""
+"""The 1NCE Management API client: token provider, endpoint client, wire models, errors."""

@@ -1,4 +1,4 @@
-"""Lenient models of the upstream's product JSON (see ``upstream-openapi.yml``).
+"""The products endpoint and lenient models of its JSON (see ``upstream-openapi.yml``).
 
 Real bodies stray from the published schema: ``null`` or a single object where an array is
 documented, unknown fields, missing optional fields. All of that parses; only a body that is
@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, TypeAdapter
 from pydantic import ValidationError as _ValidationError
+
+from proxy.upstream.client import Endpoint
 
 
 def _as_list(value: Any) -> Any:
@@ -103,3 +105,7 @@ def parse_catalog(body: bytes) -> tuple[Product, ...]:
         # An empty catalog from 1NCE is a fault on their side; it must not replace a good one.
         raise InvalidCatalogError("body: empty product list")
     return tuple(products)
+
+
+PRODUCTS = Endpoint("products", "/v1/products", parse_catalog)
+"""``GET /v1/products``: the whole catalog, validated by :func:`parse_catalog`."""

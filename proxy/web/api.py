@@ -12,11 +12,10 @@ from multidict import CIMultiDict
 
 from proxy.appkeys import CATALOG
 from proxy.cache.readthrough import Lookup, Outcome
-from proxy.catalog.query import QueryError, parse_query
+from proxy.catalog.query import QueryError
+from proxy.web.answers import ANSWERS, Answer
 from proxy.web.caching import cache_headers, derived_etag
 from proxy.web.errors import json_error
-from proxy.web.prepared import PreparedResponses, Ready
-from proxy.web.products import PREPARED
 
 MAX_PRODUCT_ID = 2**63 - 1
 _JSON = "application/json"
@@ -32,74 +31,16 @@ def catalog_block(lookup: Lookup) -> dict[str, Any]:
     }
 
 
-def _no_query(request: web.Request) -> None:
-    if request.query:
-        name = next(iter(request.query))
-        raise QueryError(
-            name,
-            "none: this operation takes no query parameters",
-            problem=f"unknown parameter {name[:60]!r}",
-        )
-
-
-def _respond(request: web.Request, lookup: Lookup, members: Callable[[], bytes]) -> web.Response:
-    """Answer with ``{<members>, "catalog": {...}}``, built once per Lookup, path and query."""
-    prepared = request.app[PREPARED]
-    key = (request.path, request.query_string)
-    ready = prepared.cached(lookup, key) or _prepare(prepared, lookup, key, members)
-    return ready.response(request)
-
-
-def _prepare(
-    prepared: PreparedResponses,
-    lookup: Lookup,
-    key: tuple[str, str],
-    members: Callable[[], bytes],
-) -> Ready:
-    """Build (once per Lookup) the answer for ``key``, the request's path and query string.
-
-    ``members`` returns the JSON members before the catalog block (without braces) and is
-    called once per catalog version, path and query; the catalog block, whose age changes
-    every second, is added here.
-    """
-
-    def make() -> Ready:
-        body_key = (lookup.entry.etag, *key)
-        built, etag = prepared.api_body(body_key, lambda: (members(), derived_etag(*body_key)))
-        headers = CIMultiDict(cache_headers(lookup, etag))
-        headers["Content-Type"] = _JSON
-        body = b'{%s,"catalog":%s}' % (built, prepared.catalog_block(lookup))
-        return Ready(body, headers, headers, etag)
-
-    return prepared.ready(lookup, key, make)
-
-
-def _dumps(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 async def list_products(request: web.Request) -> web.Response:
     """Serve the simplified catalog, filtered and sorted as the query asks."""
-    # The busiest API route: its hit path creates no closures and reads each property once.
     app = request.app
-    prepared = app[PREPARED]
-    query_string = request.query_string
-    query = prepared.known_query(query_string) or prepared.query(
-        query_string, lambda: parse_query(request.query)
-    )
+    answers = app[ANSWERS]
+    # Parsed first, so a bad query is refused without waiting for a catalog.
+    answers.list_query(request)
     catalog = app[CATALOG]
     lookup = catalog.hit() or await catalog.lookup()
-    key = (request.path, query_string)
-    ready = prepared.cached(lookup, key)
-    if ready is None:
-
-        def members() -> bytes:
-            products = catalog.view_of(lookup).select(query)
-            listed = _dumps([product.to_json() for product in products])
-            return b'"products":%s,"count":%d' % (listed, len(products))
-
-        ready = _prepare(prepared, lookup, key, members)
-    return ready.response(request)
+    key = (request.path, request.query_string)
+    return answers.for_request(request, lookup, key, _list_answer)
 
 
 async def get_product(request: web.Request) -> web.Response:
@@ -110,11 +51,10 @@ async def get_product(request: web.Request) -> web.Response:
         raise QueryError("id", "a positive integer below 2^63", raw)
     catalog = request.app[CATALOG]
     lookup = catalog.hit() or await catalog.lookup()
-    product = catalog.view_of(lookup).by_id.get(int(raw))
-    if product is None:
+    if int(raw) not in catalog.view_of(lookup).by_id:
         return json_error(404, "not_found", f"no product with id {int(raw)}")
-    found = product
-    return _respond(request, lookup, lambda: b'"product":' + _dumps(found.to_json()))
+    key = (request.path, request.query_string)
+    return request.app[ANSWERS].for_request(request, lookup, key, _product_answer)
 
 
 async def list_categories(request: web.Request) -> web.Response:
@@ -122,10 +62,62 @@ async def list_categories(request: web.Request) -> web.Response:
     _no_query(request)
     catalog = request.app[CATALOG]
     lookup = catalog.hit() or await catalog.lookup()
-    view = catalog.view_of(lookup)
+    key = (request.path, request.query_string)
+    return request.app[ANSWERS].for_request(request, lookup, key, _categories_answer)
+
+
+def _list_answer(request: web.Request, lookup: Lookup) -> Answer:
+    app = request.app
+    query = app[ANSWERS].list_query(request)
+
+    def members() -> bytes:
+        products = app[CATALOG].view_of(lookup).select(query)
+        listed = _dumps([product.to_json() for product in products])
+        return b'"products":%s,"count":%d' % (listed, len(products))
+
+    return _api_answer(request, lookup, members)
+
+
+def _product_answer(request: web.Request, lookup: Lookup) -> Answer:
+    product = request.app[CATALOG].view_of(lookup).by_id[int(request.match_info["id"])]
+    return _api_answer(request, lookup, lambda: b'"product":' + _dumps(product.to_json()))
+
+
+def _categories_answer(request: web.Request, lookup: Lookup) -> Answer:
+    view = request.app[CATALOG].view_of(lookup)
 
     def members() -> bytes:
         counts = [{"category": c.value, "count": n} for c, n in view.category_counts]
         return b'"categories":' + _dumps(counts)
 
-    return _respond(request, lookup, members)
+    return _api_answer(request, lookup, members)
+
+
+def _api_answer(request: web.Request, lookup: Lookup, members: Callable[[], bytes]) -> Answer:
+    """Answer with ``{<members>, "catalog": {...}}``.
+
+    ``members`` returns the JSON members before the catalog block (without braces); it is
+    called once per catalog version, path and query string. The catalog block, whose age
+    changes every second, is added here.
+    """
+    answers = request.app[ANSWERS]
+    version_key = (lookup.entry.etag, request.path, request.query_string)
+    built, etag = answers.api_members(version_key, lambda: (members(), derived_etag(*version_key)))
+    headers = CIMultiDict(cache_headers(lookup, etag))
+    headers["Content-Type"] = _JSON
+    body = b'{%s,"catalog":%s}' % (built, answers.catalog_block(lookup))
+    return Answer(body, headers, headers, etag)
+
+
+def _no_query(request: web.Request) -> None:
+    if request.query:
+        name = next(iter(request.query))
+        raise QueryError(
+            name,
+            "none: this operation takes no query parameters",
+            problem=f"unknown parameter {name[:60]!r}",
+        )
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

@@ -2,8 +2,11 @@
 
 It is applied to each route's handler when the route is added, not as aiohttp middleware:
 a middleware chain adds two coroutine layers and a route lookup to every request, cache hits
-included, which measured as a sixth of the hit path (README, "Speed"). Paths and methods no
-route takes reach a catch-all resource (``AnyPath``), so they get the same treatment.
+included, which measured as a sixth of the hit path (README, "Speed"). The price is that a
+route added straight to the router (``router.add_get``) would skip it all, API keys included,
+so the pipeline remembers every handler it wrapped and :meth:`RequestPipeline.check_routes`
+refuses, at start-up, any route whose handler it did not wrap. Paths and methods no route
+takes reach a catch-all resource (:class:`AnyPath`), so they get the same treatment.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import itertools
 import os
 import re
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import hdrs, web
@@ -21,10 +22,6 @@ from aiohttp.typedefs import Handler
 from multidict import istr
 from pydantic import SecretStr
 from yarl import URL
-
-if TYPE_CHECKING:
-    # aiohttp's own type for get_info(); it exports no public name for it.
-    from aiohttp.web_urldispatcher import _InfoDict
 
 from proxy.observability.logging import REQUEST_ID
 from proxy.observability.metrics import Metrics
@@ -41,6 +38,10 @@ UNMATCHED = "unmatched"
 _KEY_REQUIRED = "a valid API key is required: Authorization: Bearer <key>"
 
 logger = structlog.get_logger("proxy.access")
+
+
+class UnwrappedRouteError(RuntimeError):
+    """The router holds a route the request pipeline cannot vouch for; the service won't start."""
 
 
 class RequestPipeline:
@@ -64,6 +65,9 @@ class RequestPipeline:
         # across replicas without a getrandom() call per request.
         self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
+        # Every handler this pipeline made, for check_routes.
+        self._wrapped: set[Handler] = set()
+        self._catch_all: AnyPath | None = None
 
     def wrap(self, handler: Handler, route: str, *, protected: bool = False) -> Handler:
         """Return ``handler`` with the pipeline around it; ``route`` names it in metrics."""
@@ -108,18 +112,50 @@ class RequestPipeline:
                 REQUEST_ID.reset(bound)
             return response
 
+        self._wrapped.add(handle)
         return handle
 
-    def add_routes(
+    def add_route(
         self,
         router: web.UrlDispatcher,
-        routes: tuple[tuple[str, str, Handler], ...],
+        method: str,
+        path: str,
+        handler: Handler,
+        *,
+        protected: bool,
     ) -> None:
-        """Add ``(method, path, handler)`` routes, each wrapped, then the catch-all route."""
-        for method, path, handler in routes:
-            protected = path.startswith(PROTECTED_PREFIXES)
-            router.add_route(method, path, self.wrap(handler, path, protected=protected))
-        router.register_resource(AnyPath(self.wrap(self._unmatched, UNMATCHED)))
+        """Add ``handler`` for ``method`` and ``path``, wrapped; ``protected`` asks for API keys."""
+        router.add_route(method, path, self.wrap(handler, path, protected=protected))
+
+    def add_catch_all(self, router: web.UrlDispatcher) -> None:
+        """Add the catch-all resource; it must be the router's last (see :class:`AnyPath`)."""
+        self._catch_all = AnyPath(self.wrap(self._unmatched, UNMATCHED))
+        router.register_resource(self._catch_all)
+
+    async def check_routes(self, app: web.Application) -> None:
+        """Refuse to start if a route skips the pipeline or the catch-all could shadow one.
+
+        An ``on_startup`` handler: the router is frozen by then, so nothing is added after.
+        Raises :class:`UnwrappedRouteError` naming every such route.
+        """
+        unwrapped = [
+            f"{route.method} {route.resource.canonical if route.resource else '?'}"
+            for route in app.router.routes()
+            if route.handler not in self._wrapped
+        ]
+        if unwrapped:
+            raise UnwrappedRouteError(
+                "routes that skip the request pipeline (no request id, API key check, JSON "
+                f"errors or metrics): {', '.join(unwrapped)}; add them to ROUTES in "
+                "proxy/web/routes.py instead"
+            )
+        resources = list(app.router.resources())
+        if self._catch_all is None or resources[-1] is not self._catch_all:
+            last = resources[-1].canonical if resources else "nothing"
+            raise UnwrappedRouteError(
+                f"the catch-all resource must be registered last, after {last}: a resource "
+                "registered after it under '/' would never be reached"
+            )
 
     async def _unmatched(self, request: web.Request) -> web.StreamResponse:
         """Refuse a path or method no route takes: 401 where a key is due, else 405 or 404."""
@@ -138,48 +174,35 @@ class RequestPipeline:
         raise web.HTTPNotFound
 
 
-class AnyPath(web.AbstractResource):
+class AnyPath(web.PlainResource):
     """A resource that takes every request target, ``*`` and line breaks included.
 
-    The router tries it last (it is indexed under ``/``, the end of the router's walk up a
-    path), so it only gets what no route takes. A path pattern cannot do this: aiohttp's
-    patterns must start with ``/``, and ``OPTIONS *`` does not.
+    aiohttp's router tries the resources indexed under each prefix of the path, the longest
+    first and ``/`` last, and those under one prefix in the order they were registered. This
+    one is indexed under ``/``, so it gets only what no other resource takes as long as it is
+    registered last, which :meth:`RequestPipeline.check_routes` makes sure of at start-up.
+    A path pattern cannot do this: aiohttp's patterns must start with ``/``, and
+    ``OPTIONS *`` does not. A plain resource for ``/`` underneath, so that aiohttp describes
+    it (``canonical``, ``get_info``) as it does any other.
     """
 
     def __init__(self, handler: Handler) -> None:
         """Send everything to ``handler``."""
-        super().__init__(name=UNMATCHED)
-        self._route = web.ResourceRoute(hdrs.METH_ANY, handler, self)
-
-    @property
-    def canonical(self) -> str:
-        """Index it under the root, which the router reaches last."""
-        return "/"
-
-    def url_for(self, **_kwargs: str) -> URL:
-        """Refuse: no URL leads here on purpose."""
-        raise NotImplementedError("the catch-all resource has no URL")
+        super().__init__("/", name=UNMATCHED)
+        self._route = self.add_route(hdrs.METH_ANY, handler)
 
     async def resolve(self, _request: web.Request) -> tuple[web.UrlMappingMatchInfo, set[str]]:
         """Match any request."""
         return web.UrlMappingMatchInfo({}, self._route), {hdrs.METH_ANY}
 
+    def url_for(self, **_kwargs: str) -> URL:
+        """Refuse: no URL leads here on purpose."""
+        raise NotImplementedError("the catch-all resource has no URL")
+
     def add_prefix(self, prefix: str) -> None:
         """Refuse: the catch-all belongs to the root application."""
         raise NotImplementedError("the catch-all resource takes no prefix")
 
-    def get_info(self) -> _InfoDict:
-        """Describe it as the root's other resources are described."""
-        return {"path": "/"}
-
     def raw_match(self, _path: str) -> bool:
         """Never equal to a registered path (the router uses this to reuse resources)."""
         return False
-
-    def __len__(self) -> int:
-        """One route."""
-        return 1
-
-    def __iter__(self) -> Iterator[web.AbstractRoute]:
-        """Iterate over its one route."""
-        return iter((self._route,))

@@ -7,31 +7,34 @@ from multidict import CIMultiDict
 
 from proxy.appkeys import CATALOG
 from proxy.cache.readthrough import Lookup
+from proxy.web.answers import ANSWERS, Answer, accepts_gzip
 from proxy.web.caching import cache_headers
-from proxy.web.prepared import PreparedResponses, Ready, accepts_gzip
-
-PREPARED = web.AppKey("prepared_responses", PreparedResponses)
 
 
 async def upstream_products(request: web.Request) -> web.Response:
     """Serve the upstream's own body and content type, with cache headers, 304 and gzip.
 
-    The hit path does no JSON work and no I/O: the answer (body, or its gzip variant
-    compressed once per catalog version, and headers) is built once per Lookup, which the
-    cache reuses for a whole second.
+    The hit path does no JSON work and no I/O: the answer is built once per Lookup and kept
+    (``proxy.web.answers``); the gzip body is compressed once per catalog version.
     """
     app = request.app
     catalog = app[CATALOG]
     lookup = catalog.hit() or await catalog.lookup()
-    prepared = app[PREPARED]
     gzipped = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING))
-    ready = prepared.cached(lookup, gzipped) or prepared.ready(
-        lookup, gzipped, lambda: _build(lookup, prepared, gzipped=gzipped)
-    )
-    return ready.response(request)
+    # The key is the coding alone: the query string changes nothing here.
+    build = _gzipped_answer if gzipped else _plain_answer
+    return app[ANSWERS].for_request(request, lookup, gzipped, build)
 
 
-def _build(lookup: Lookup, prepared: PreparedResponses, *, gzipped: bool) -> Ready:
+def _plain_answer(request: web.Request, lookup: Lookup) -> Answer:
+    return _answer(request, lookup, gzipped=False)
+
+
+def _gzipped_answer(request: web.Request, lookup: Lookup) -> Answer:
+    return _answer(request, lookup, gzipped=True)
+
+
+def _answer(request: web.Request, lookup: Lookup, *, gzipped: bool) -> Answer:
     entry = lookup.entry
     # A different coding is a different representation, so it gets its own strong ETag.
     etag = f'{entry.etag[:-1]}-gzip"' if gzipped else entry.etag
@@ -41,5 +44,5 @@ def _build(lookup: Lookup, prepared: PreparedResponses, *, gzipped: bool) -> Rea
     headers["Content-Type"] = entry.content_type
     if gzipped:
         headers["Content-Encoding"] = "gzip"
-        return Ready(prepared.gzipped(entry), headers, not_modified, etag)
-    return Ready(entry.body, headers, not_modified, etag)
+        return Answer(request.app[ANSWERS].gzipped_body(entry), headers, not_modified, etag)
+    return Answer(entry.body, headers, not_modified, etag)

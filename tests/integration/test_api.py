@@ -186,12 +186,15 @@ async def test_the_view_is_built_once_per_catalog_version(
     service = client.app[CATALOG]
     for path in ("/api/v1/products", "/api/v1/categories", "/api/v1/products/1001") * 10:
         assert (await client.get(path)).status == 200
-    assert service.views_built == 1
+    view = service.view_of(await service.lookup())
+    assert service.view_of(await service.lookup()) is view
     sandbox.state.catalog = sandbox.state.catalog[:3]
     await service.refresh()
     _, body = await _json(client, "/api/v1/products")
     assert body["count"] == 3
-    assert service.views_built == 2
+    new = service.view_of(await service.lookup())
+    assert new is not view
+    assert len(new.products) == 3
 
 
 async def test_api_etags_differ_by_query_and_answer_304(make_proxy: MakeProxy) -> None:

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from proxy.appkeys import CATALOG
-from proxy.web.prepared import accepts_gzip
+from proxy.web.answers import accepts_gzip
 from tests.conftest import MakeProxy, Sandbox
 
 

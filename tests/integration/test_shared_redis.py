@@ -6,10 +6,13 @@ import asyncio
 import json
 import time
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from proxy.appkeys import CATALOG
+from proxy.catalog import service as service_module
+from proxy.upstream.models import Product, parse_catalog
 from tests.conftest import MakeProxy, Sandbox
 from tests.support import RedisServer, burst, eventually
 
@@ -127,6 +130,44 @@ async def test_a_dead_holders_lock_delays_the_fill_only_until_it_expires(
     assert json.loads(await response.read()) == sandbox.state.catalog
     assert 0.8 <= elapsed < 2.0, elapsed
     assert sandbox.state.products_requests == 2
+
+
+async def test_a_version_is_parsed_once_by_the_replica_that_fetched_it_and_once_by_others(
+    sandbox: Sandbox,
+    make_proxy: MakeProxy,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[bytes] = []
+
+    def counting_parse(body: bytes) -> tuple[Product, ...]:
+        parsed.append(body)
+        return parse_catalog(body)
+
+    # Only the view's parse is counted: the client validates with PRODUCTS' own parser.
+    monkeypatch.setattr(service_module, "parse_catalog", counting_parse)
+    fetcher, reader = await _replicas(make_proxy, 2, redis_url=redis_server.url)
+
+    for replica in (fetcher, reader, fetcher, reader):
+        body = await (await replica.get("/api/v1/products")).json()
+        assert body["count"] == len(sandbox.state.catalog)
+    assert sandbox.state.products_requests == 1
+    assert len(parsed) == 1, "only the replica that read the store parses, and only once"
+
+    sandbox.state.catalog = sandbox.state.catalog[:2]
+    await fetcher.app[CATALOG].refresh()
+    assert (await (await fetcher.get("/api/v1/products")).json())["count"] == 2
+    assert len(parsed) == 1
+
+    async def reader_count() -> int:
+        return int((await (await reader.get("/api/v1/products")).json())["count"])
+
+    deadline = time.monotonic() + 3
+    while await reader_count() != 2:
+        assert time.monotonic() < deadline, "the announcement did not reach the other replica"
+        await asyncio.sleep(0.05)
+    assert len(parsed) == 2
+    assert json.loads(parsed[1]) == sandbox.state.catalog
 
 
 def _keys(redis_server: RedisServer) -> list[str]:

@@ -32,7 +32,6 @@ def error_for(params: dict[str, Sequence[str]] | MultiDictProxy[str]) -> QueryEr
     error = caught.value
     assert isinstance(error, ValueError)
     assert str(error).endswith(f"; allowed: {error.allowed}")
-    assert error.message == str(error)
     return error
 
 
@@ -265,14 +264,13 @@ def test_long_values_are_shortened_in_messages() -> None:
 def test_query_error_from_a_value() -> None:
     error = QueryError("id", "a positive integer", "a\x00b")
     assert str(error) == "invalid value 'a\\x00b' for 'id'; allowed: a positive integer"
-    assert (error.parameter, error.allowed, error.value) == ("id", "a positive integer", "a\x00b")
+    assert (error.parameter, error.allowed) == ("id", "a positive integer")
     assert str(QueryError("x", "y")) == "invalid value for 'x'; allowed: y"
     assert str(QueryError("x", "y", "v", problem="bad")) == "bad; allowed: y"
 
 
-def test_invalid_value_is_kept() -> None:
+def test_invalid_value_is_shown_as_given() -> None:
     error = error_for(multi(("sort", " cost ")))
-    assert error.value == " cost "
     assert str(error) == f"invalid value ' cost ' for 'sort'; allowed: {SORTS}"
 
 

@@ -1,16 +1,21 @@
-"""Helpers of the HTTP layer: caching headers, ETag matching, bearer key checks.
+"""Helpers of the HTTP layer: caching headers, ETag matching, bearer keys, kept answers.
 
 ``cache_headers`` and ``etag_matches`` serve ``GET /v1/products`` (SPEC section 5);
-``bearer_matches`` checks API keys and the admin token.
+``bearer_matches`` checks API keys and the admin token; ``Answers`` keeps finished answers
+per Lookup.
 """
 
 from __future__ import annotations
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
 from pydantic import SecretStr
 
 from proxy.cache.entry import CatalogEntry
 from proxy.cache.readthrough import Lookup, Outcome
+from proxy.web.answers import MAX_ANSWERS, Answer, Answers
 from proxy.web.auth import bearer_matches
 from proxy.web.caching import cache_headers, etag_matches
 
@@ -191,3 +196,97 @@ def test_bearer_keeps_unicode_spaces_as_part_of_the_key(space: str) -> None:
 def test_an_empty_secret_never_matches_an_empty_or_blank_key(header: str) -> None:
     assert not bearer_matches(header, (SecretStr(""),))
     assert not bearer_matches(header, (SecretStr(""), *KEYS))
+
+
+class CountingBuild:
+    """A build function for ``Answers.for_request`` that counts its calls."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.calls = 0
+        self.fail = fail
+
+    def __call__(self, _request: web.Request, lookup: Lookup) -> Answer:
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("cannot build")
+        headers = CIMultiDict(cache_headers(lookup))
+        return Answer(b"body %d" % self.calls, headers, headers, lookup.entry.etag)
+
+
+def request(headers: dict[str, str] | None = None) -> web.Request:
+    return make_mocked_request("GET", "/v1/products", headers=headers)
+
+
+def test_answers_are_built_once_per_lookup_and_key() -> None:
+    answers = Answers()
+    build = CountingBuild()
+    first = lookup(Outcome.HIT, age=87.2, ttl_left=212.8)
+
+    bodies = [answers.for_request(request(), first, "plain", build).body for _ in range(3)]
+    other_key = answers.for_request(request(), first, "gzip", build)
+    again = answers.for_request(request(), first, "plain", build)
+
+    assert bodies == [b"body 1"] * 3
+    assert other_key.body == b"body 2"
+    assert again.body == b"body 1"
+    assert build.calls == 2
+    assert again.headers["Age"] == "87"
+
+
+def test_answers_follow_the_lookup_object_not_its_values() -> None:
+    answers = Answers()
+    build = CountingBuild()
+    first = lookup(Outcome.HIT, age=87.2, ttl_left=212.8)
+    equal = lookup(Outcome.HIT, age=87.2, ttl_left=212.8)
+    assert equal == first
+    assert equal is not first
+
+    answers.for_request(request(), first, "plain", build)
+    answers.for_request(request(), equal, "plain", build)
+    back = answers.for_request(request(), first, "plain", build)
+
+    # Only one Lookup's answers are kept: a new object drops them, even an equal one.
+    assert build.calls == 3
+    assert back.body == b"body 3"
+
+
+def test_a_kept_answer_is_a_304_for_its_etag() -> None:
+    answers = Answers()
+    build = CountingBuild()
+    first = lookup(Outcome.HIT, age=1.0, ttl_left=299.0)
+    answers.for_request(request(), first, "plain", build)
+
+    response = answers.for_request(request({"If-None-Match": ENTRY.etag}), first, "plain", build)
+
+    assert response.status == 304
+    assert response.body is None
+    assert response.headers["ETag"] == ENTRY.etag
+    assert build.calls == 1
+
+
+def test_a_failed_build_keeps_nothing() -> None:
+    answers = Answers()
+    failing = CountingBuild(fail=True)
+    first = lookup(Outcome.STALE, age=310.0, ttl_left=-10.0)
+
+    with pytest.raises(RuntimeError, match="cannot build"):
+        answers.for_request(request(), first, "plain", failing)
+    working = CountingBuild()
+    response = answers.for_request(request(), first, "plain", working)
+
+    assert response.body == b"body 1"
+    assert response.headers["Cache-Status"] == "1nce-proxy; fwd=stale; ttl=-10"
+
+
+def test_answers_kept_per_lookup_are_bounded() -> None:
+    answers = Answers()
+    build = CountingBuild()
+    first = lookup(Outcome.HIT, age=1.0, ttl_left=299.0)
+    for key in range(MAX_ANSWERS + 1):
+        answers.for_request(request(), first, key, build)
+    assert build.calls == MAX_ANSWERS + 1
+
+    answers.for_request(request(), first, 0, build)  # kept
+    answers.for_request(request(), first, MAX_ANSWERS, build)  # past the bound: built again
+
+    assert build.calls == MAX_ANSWERS + 2
