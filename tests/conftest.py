@@ -48,6 +48,17 @@ class Sandbox:
             await runner.cleanup()
 
 
+TIERS = ("unit", "integration", "sandbox", "shipping")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, from the folder it lives in (``pytest -m unit``)."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_logs() -> None:
     """Warnings and errors only, uncached so tests that capture logs can reconfigure."""

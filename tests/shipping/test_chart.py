@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 EVERYTHING = HERE / "values-everything.yaml"
 REDIS_URL = HERE / "values-redis-url.yaml"
 SENTINEL_TLS = HERE / "values-sentinel-tls.yaml"
+REDIS_CLUSTER = HERE / "values-redis-cluster.yaml"
 NAMESPACE = "proxy"
 MONITORING_API = "monitoring.coreos.com/v1"
 MONITORING_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
@@ -182,17 +183,24 @@ def sentinel_tls_objects() -> list[Manifest]:
 
 
 @pytest.fixture(scope="module")
+def redis_cluster_objects() -> list[Manifest]:
+    return render("shards", (REDIS_CLUSTER,))
+
+
+@pytest.fixture(scope="module")
 def renders(
     default_objects: list[Manifest],
     everything_objects: list[Manifest],
     redis_url_objects: list[Manifest],
     sentinel_tls_objects: list[Manifest],
+    redis_cluster_objects: list[Manifest],
 ) -> dict[str, list[Manifest]]:
     return {
         "default": default_objects,
         "everything": everything_objects,
         "redis-url": redis_url_objects,
         "sentinel-tls": sentinel_tls_objects,
+        "redis-cluster": redis_cluster_objects,
     }
 
 
@@ -215,8 +223,8 @@ def checkov_result(
 
 @pytest.mark.parametrize(
     "values",
-    [(), (EVERYTHING,), (REDIS_URL,), (SENTINEL_TLS,)],
-    ids=["default", "everything", "redis-url", "sentinel-tls"],
+    [(), (EVERYTHING,), (REDIS_URL,), (SENTINEL_TLS,), (REDIS_CLUSTER,)],
+    ids=["default", "everything", "redis-url", "sentinel-tls", "redis-cluster"],
 )
 def test_lint_strict_passes(values: tuple[Path, ...]) -> None:
     args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE]
@@ -255,7 +263,10 @@ def test_lint_rejects_a_typo_too(tmp_path: Path) -> None:
     ("values_yaml", "named"),
     [
         ("image:\n  tag: 1.2\n", "image.tag"),  # a float, not the string "1.2"
-        ("redis:\n  mode: cluster\n", "redis.mode"),
+        ("redis:\n  mode: standalone\n", "redis.mode"),
+        ("redis:\n  tls: 'yes'\n", "redis.tls"),
+        ("redis:\n  cluster:\n    nodes: [node-without-port]\n", "redis.cluster.nodes.0"),
+        ("redis:\n  cluster:\n    nodes: ['a:6379,b:6379']\n", "redis.cluster.nodes.0"),
         ("config:\n  cacheTtl: 0\n", "config.cacheTtl"),
         ("config:\n  logLevel: verbose\n", "config.logLevel"),
         ("replicaCount: -1\n", "replicaCount"),
@@ -282,6 +293,24 @@ def test_wrong_types_and_values_are_rejected(tmp_path: Path, values_yaml: str, n
         (("redis.mode=sentinel",), "redis.sentinel.hosts is empty"),
         (("secret.redisUrl=redis://redis:6379",), "set redis.mode=url"),
         (("redis.sentinel.hosts={s:26379}",), "set redis.mode=sentinel"),
+        (("redis.mode=cluster",), "redis.cluster.nodes is empty"),
+        (("redis.cluster.nodes={node-0:6379}",), "set redis.mode=cluster"),
+        (
+            ("redis.mode=sentinel", "redis.sentinel.hosts={s:26379}", "redis.tls=true"),
+            "redis.tls is for redis.mode=cluster, not sentinel",
+        ),
+        (
+            ("redis.mode=url", "secret.redisUrl=redis://r:6379", "secret.redisPassword=pw"),
+            "secret.redisPassword is for redis.mode=sentinel or cluster",
+        ),
+        (
+            (
+                "redis.mode=cluster",
+                "redis.cluster.nodes={n:6379}",
+                "secret.redisSentinelPassword=x",
+            ),
+            "secret.redisSentinelPassword is for redis.mode=sentinel",
+        ),
         (
             ("autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=2"),
             "must not exceed",
@@ -404,6 +433,7 @@ def test_every_object_has_the_recommended_labels_and_the_release_namespace(
             "everything": "everything",
             "redis-url": "cache",
             "sentinel-tls": "tls",
+            "redis-cluster": "shards",
         }[name]
         for obj in objects:
             where = f"{name}: {obj['kind']} {obj['metadata']['name']}"
@@ -689,6 +719,60 @@ def test_sentinel_passwords_from_the_charts_secret() -> None:
     assert settings(objects)["PROXY_REDIS_SENTINELS"] == "sentinel-a:26379,sentinel-b:26379"
 
 
+def test_cluster_mode_sets_the_nodes_tls_and_password(
+    redis_cluster_objects: list[Manifest],
+) -> None:
+    config = settings(redis_cluster_objects)
+    assert config["PROXY_REDIS_CLUSTER_NODES"] == ",".join(
+        f"redis-cluster-{n}.redis-cluster-headless.data.svc:{port}"
+        for n, port in enumerate((6379, 6379, 6380))
+    )
+    assert config["PROXY_REDIS_TLS"] == "true"
+    assert not {key for key in config if key.startswith(("PROXY_REDIS_SENTINEL", "PROXY_REDIS_DB"))}
+    secret = one(redis_cluster_objects, "Secret")
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["redis-password"] == "example-cluster-password"
+    variables = env(redis_cluster_objects)
+    assert variables["PROXY_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": secret["metadata"]["name"],
+        "key": "redis-password",
+    }
+    assert "PROXY_REDIS_URL" not in variables
+    assert "PROXY_REDIS_SENTINEL_PASSWORD" not in variables
+
+
+def test_cluster_mode_without_tls_and_with_an_existing_secret() -> None:
+    objects = render(
+        "shards",
+        sets=(
+            "redis.mode=cluster",
+            "redis.cluster.nodes={node-0:6379,[fd00::7]:6379}",
+            "existingSecret.name=creds",
+        ),
+    )
+    config = settings(objects)
+    assert config["PROXY_REDIS_CLUSTER_NODES"] == "node-0:6379,[fd00::7]:6379"
+    assert config["PROXY_REDIS_TLS"] == "false"
+    variables = env(objects)
+    # The nodes' password is an optional key of the Secret, as with Sentinel.
+    assert variables["PROXY_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "creds",
+        "key": "redis-password",
+        "optional": True,
+    }
+    assert "PROXY_REDIS_SENTINEL_PASSWORD" not in variables
+    assert "PROXY_REDIS_URL" not in variables
+
+
+def test_other_modes_set_no_cluster_variables(
+    everything_objects: list[Manifest], redis_url_objects: list[Manifest]
+) -> None:
+    for objects in (everything_objects, redis_url_objects):
+        config = settings(objects)
+        assert "PROXY_REDIS_CLUSTER_NODES" not in config
+        assert "PROXY_REDIS_TLS" not in config
+
+
 def test_numbers_reach_the_service_as_written(redis_url_objects: list[Manifest]) -> None:
     # YAML numbers are floats to helm; 2592000 must not become "2.592e+06".
     config = settings(redis_url_objects)
@@ -843,6 +927,26 @@ def test_redis_url_in_an_existing_secret_takes_the_listed_ports() -> None:
 def test_listed_redis_ports_are_added_to_a_url_in_the_values() -> None:
     sets = ("redis.mode=url", "secret.redisUrl=rediss://redis.data.svc:6380/0")
     assert redis_ports(*sets, "networkPolicy.egress.redis.ports={6381}") == [6380, 6381]
+
+
+def test_redis_egress_ports_come_from_the_cluster_nodes() -> None:
+    sets = ("redis.mode=cluster", "redis.cluster.nodes={node-0:6379,node-1:6379,[fd00::2]:7000}")
+    # Each seed's client port, once; no guess and no bus port (client port + 10000).
+    assert redis_ports(*sets) == [6379, 7000]
+    # Nodes the seeds do not name, on other ports, are listed.
+    assert redis_ports(*sets, "networkPolicy.egress.redis.ports={7001}") == [6379, 7000, 7001]
+
+
+def test_redis_cluster_values_open_the_derived_ports(
+    redis_cluster_objects: list[Manifest],
+) -> None:
+    rules = one(redis_cluster_objects, "NetworkPolicy")["spec"]["egress"]
+    ports = [[(port["port"], port["protocol"]) for port in rule["ports"]] for rule in rules]
+    assert ports == [
+        [(53, "UDP"), (53, "TCP")],
+        [(6379, "TCP"), (6380, "TCP"), (6381, "TCP")],
+        [(443, "TCP")],
+    ]
 
 
 def test_sentinel_tls_values_open_the_derived_ports(sentinel_tls_objects: list[Manifest]) -> None:

@@ -116,8 +116,20 @@ helm.sh/chart: {{ include "product-proxy.chart" .ctx }}
 {{- if and (ne .Values.redis.mode "sentinel") .Values.redis.sentinel.hosts -}}
 {{- fail (printf "redis.sentinel.hosts is set but redis.mode is %s (set redis.mode=sentinel)" .Values.redis.mode) -}}
 {{- end -}}
-{{- if and (ne .Values.redis.mode "sentinel") (or .Values.secret.redisPassword .Values.secret.redisSentinelPassword) -}}
-{{- fail "secret.redisPassword and secret.redisSentinelPassword are for redis.mode=sentinel (with redis.mode=url the password goes in secret.redisUrl)" -}}
+{{- if and (eq .Values.redis.mode "cluster") (not .Values.redis.cluster.nodes) -}}
+{{- fail "redis.mode is cluster but redis.cluster.nodes is empty (host:port of the seed nodes)" -}}
+{{- end -}}
+{{- if and (ne .Values.redis.mode "cluster") .Values.redis.cluster.nodes -}}
+{{- fail (printf "redis.cluster.nodes is set but redis.mode is %s (set redis.mode=cluster)" .Values.redis.mode) -}}
+{{- end -}}
+{{- if and (ne .Values.redis.mode "cluster") .Values.redis.tls -}}
+{{- fail (printf "redis.tls is for redis.mode=cluster, not %s (with redis.mode=url use a rediss:// URL)" .Values.redis.mode) -}}
+{{- end -}}
+{{- if and (ne .Values.redis.mode "sentinel") .Values.secret.redisSentinelPassword -}}
+{{- fail "secret.redisSentinelPassword is for redis.mode=sentinel" -}}
+{{- end -}}
+{{- if and (not (has .Values.redis.mode (list "sentinel" "cluster"))) .Values.secret.redisPassword -}}
+{{- fail "secret.redisPassword is for redis.mode=sentinel or cluster (with redis.mode=url the password goes in secret.redisUrl)" -}}
 {{- end -}}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
@@ -170,6 +182,7 @@ there, the rest are optional.
 {{- define "product-proxy.secretEnvs" -}}
 {{- $mode := .Values.redis.mode -}}
 {{- $sentinel := eq $mode "sentinel" -}}
+{{- $password := has $mode (list "sentinel" "cluster") -}}
 {{- /* variable, values key, wanted in this mode, required in an existing Secret */ -}}
 {{- $items := list
   (list "PROXY_CLIENT_ID" "clientId" true true)
@@ -177,7 +190,7 @@ there, the rest are optional.
   (list "PROXY_API_KEYS" "apiKeys" true (eq (include "product-proxy.apiKeysRequired" .) "true"))
   (list "PROXY_ADMIN_TOKEN" "adminToken" true false)
   (list "PROXY_REDIS_URL" "redisUrl" (eq $mode "url") true)
-  (list "PROXY_REDIS_PASSWORD" "redisPassword" $sentinel false)
+  (list "PROXY_REDIS_PASSWORD" "redisPassword" $password false)
   (list "PROXY_REDIS_SENTINEL_PASSWORD" "redisSentinelPassword" $sentinel false) -}}
 {{- range $items -}}
 {{- $var := index . 0 -}}
@@ -205,7 +218,7 @@ there, the rest are optional.
 {{- if $s.apiKeys }}{{ $_ := set $data "api-keys" (join "," $s.apiKeys) }}{{ end -}}
 {{- if $s.adminToken }}{{ $_ := set $data "admin-token" $s.adminToken }}{{ end -}}
 {{- if and $s.redisUrl (eq $mode "url") }}{{ $_ := set $data "redis-url" $s.redisUrl }}{{ end -}}
-{{- if and $s.redisPassword (eq $mode "sentinel") }}{{ $_ := set $data "redis-password" $s.redisPassword }}{{ end -}}
+{{- if and $s.redisPassword (has $mode (list "sentinel" "cluster")) }}{{ $_ := set $data "redis-password" $s.redisPassword }}{{ end -}}
 {{- if and $s.redisSentinelPassword (eq $mode "sentinel") }}{{ $_ := set $data "redis-sentinel-password" $s.redisSentinelPassword }}{{ end -}}
 {{- range $key, $value := $data }}
 {{ $key }}: {{ $value | b64enc }}
@@ -241,6 +254,9 @@ PROXY_SHUTDOWN_GRACE: {{ include "product-proxy.number" .Values.shutdown.graceSe
 PROXY_REDIS_SENTINELS: {{ join "," .Values.redis.sentinel.hosts | quote }}
 PROXY_REDIS_SENTINEL_MASTER: {{ .Values.redis.sentinel.masterName | quote }}
 PROXY_REDIS_DB: {{ include "product-proxy.number" .Values.redis.sentinel.db | quote }}
+{{- else if eq .Values.redis.mode "cluster" }}
+PROXY_REDIS_CLUSTER_NODES: {{ join "," .Values.redis.cluster.nodes | quote }}
+PROXY_REDIS_TLS: {{ .Values.redis.tls | quote }}
 {{- end }}
 {{- end -}}
 
@@ -276,9 +292,11 @@ host follows its last "@", so a password is never mistaken for the port.
 
 {{/*
 Ports of the Redis rule, comma-separated (empty: no rule). Read from the values: the port of
-secret.redisUrl (6379 unless it names one; none for unix://) and of each Sentinel host. Not
-readable: the port in a URL kept in an existingSecret and the master's port the Sentinels
-name; for those networkPolicy.egress.redis.ports is used, or 6379 when it is empty.
+secret.redisUrl (6379 unless it names one; none for unix://), of each Sentinel host and of each
+cluster seed node. Not readable: the port in a URL kept in an existingSecret and the master's
+port the Sentinels name; for those networkPolicy.egress.redis.ports is used, or 6379 when it
+is empty. A cluster redirects clients to every node: nodes on ports no seed uses must be
+listed (their bus ports, +10000, are between the nodes only).
 */}}
 {{- define "product-proxy.redisPorts" -}}
 {{- $mode := .Values.redis.mode -}}
@@ -297,6 +315,10 @@ name; for those networkPolicy.egress.redis.ports is used, or 6379 when it is emp
 {{- $ports = append $ports (regexFind "[0-9]+$" .) -}}
 {{- end -}}
 {{- $unreadable = true -}}
+{{- else if eq $mode "cluster" -}}
+{{- range .Values.redis.cluster.nodes -}}
+{{- $ports = append $ports (regexFind "[0-9]+$" .) -}}
+{{- end -}}
 {{- end -}}
 {{- range $listed -}}
 {{- $ports = append $ports (toString (int .)) -}}

@@ -1,0 +1,363 @@
+"""A local Redis Cluster for tests: three masters with one replica each, on 127.0.0.1.
+
+Each node is a ``redis-server`` process (the binary the other tests use) in its own temporary
+directory; ``redis-cli --cluster create`` joins them. Failover is tuned to take a few seconds:
+a node is taken as failed after ``NODE_TIMEOUT_MS``, and a replica always stands for election
+however long ago it last heard its master (validity factor 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import redis
+from redis.crc import key_slot
+
+from tests.processes import HOST
+from tests.support import redis_server_binary
+
+MASTERS = 3
+NODE_TIMEOUT_MS = 1000
+SLOTS = 16384
+# A node's cluster bus listens on its port + 10000. Client ports are drawn below the
+# ephemeral range (32768 up) and so are their bus ports, so neither races an outgoing socket.
+_BUS_OFFSET = 10000
+_PORT_LOW = 20000
+_PORT_HIGH = 32767 - _BUS_OFFSET
+_POLL_SECONDS = 0.05
+_COMMAND_TIMEOUT = 2.0
+
+
+def redis_cli_binary() -> str | None:
+    """``redis-cli`` from PATH, else the one beside the tests' ``redis-server``; None if neither."""
+    found = shutil.which("redis-cli")
+    if found:
+        return found
+    beside = Path(redis_server_binary()).with_name("redis-cli")
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_ports(count: int) -> list[int]:
+    """Return ``count`` distinct ports that are free, and whose bus ports are free too."""
+    ports: list[int] = []
+    for _ in range(1000):
+        port = _PORT_LOW + secrets.randbelow(_PORT_HIGH - _PORT_LOW)
+        taken = {*ports, *(p + _BUS_OFFSET for p in ports)}
+        if {port, port + _BUS_OFFSET} & taken:
+            continue
+        if _bindable(port) and _bindable(port + _BUS_OFFSET):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise RuntimeError(f"no {count} free port pairs between {_PORT_LOW} and {_PORT_HIGH}")
+
+
+@dataclass
+class Node:
+    """One cluster node: its port, directory, log and process."""
+
+    port: int
+    dir: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as a seed list names it."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        """The node's log file."""
+        return self.dir / "redis.log"
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process runs."""
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the process (if it runs) and reap it."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait(timeout=10)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines of the log."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class LocalCluster:
+    """Three masters and three replicas on loopback, optionally password-protected."""
+
+    def __init__(self, *, password: str | None = None) -> None:
+        """Prepare the nodes (nothing runs until :meth:`start`)."""
+        self.password = password
+        self._root = Path(tempfile.mkdtemp(prefix="proxy-test-cluster-"))
+        self.nodes = [
+            Node(port, self._root / str(port)) for port in free_cluster_ports(MASTERS * 2)
+        ]
+        for node in self.nodes:
+            node.dir.mkdir()
+
+    # -- addresses ------------------------------------------------------------------------------
+
+    @property
+    def nodes_setting(self) -> str:
+        """Every node as ``host:port,host:port,...``, the form PROXY_REDIS_CLUSTER_NODES takes."""
+        return ",".join(node.address for node in self.nodes)
+
+    def node(self, port: int) -> Node:
+        """The node listening on ``port``."""
+        return next(node for node in self.nodes if node.port == port)
+
+    # -- start and stop -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start every node, form the cluster, and return once it is whole and replicated."""
+        try:
+            self._start(time.monotonic() + timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, deadline: float) -> None:
+        cli = redis_cli_binary()
+        if cli is None:
+            raise RuntimeError("redis-cli is needed to form a cluster")
+        for node in self.nodes:
+            node.process = subprocess.Popen(  # noqa: S603 - fixed argv, the tests' redis-server
+                self._argv(node),
+                cwd=node.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        for node in self.nodes:
+            self._wait(deadline, f"node {node.port} answers PING", partial(self._pings, node))
+        env = {**os.environ, "REDISCLI_AUTH": self.password} if self.password else None
+        created = subprocess.run(  # noqa: S603 - fixed argv
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(node.address for node in self.nodes),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            env=env,
+            capture_output=True,
+            timeout=max(deadline - time.monotonic(), 1.0),
+            check=False,
+        )
+        if created.returncode != 0:
+            output = (created.stdout + created.stderr).decode(errors="replace")
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{output}")
+        self._wait(deadline, "every node sees the whole cluster", self._settled)
+        self._wait(deadline, "every replica is in sync", self._replicated)
+
+    def _argv(self, node: Node) -> list[str]:
+        argv = [
+            redis_server_binary(),
+            "--port",
+            str(node.port),
+            "--bind",
+            HOST,
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            str(node.dir / f"nodes-{node.port}.conf"),
+            "--cluster-node-timeout",
+            str(NODE_TIMEOUT_MS),
+            "--cluster-replica-validity-factor",
+            "0",
+            "--appendonly",
+            "no",
+            "--save",
+            "",
+            # A replica's first sync starts at once (the default waits 5 s for more replicas).
+            "--repl-diskless-sync-delay",
+            "0",
+            "--dir",
+            str(node.dir),
+            "--logfile",
+            str(node.log),
+        ]
+        if self.password:
+            argv += ["--requirepass", self.password, "--masterauth", self.password]
+        return argv
+
+    def stop(self) -> None:
+        """SIGKILL and reap every node, then remove the temporary directories. Safe twice."""
+        for node in self.nodes:
+            node.kill()
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- talking to nodes -----------------------------------------------------------------------
+
+    def connect(self, node: Node) -> redis.Redis:
+        """A client of one node (the caller closes it)."""
+        return redis.Redis(
+            host=HOST,
+            port=node.port,
+            password=self.password,
+            socket_timeout=_COMMAND_TIMEOUT,
+            socket_connect_timeout=_COMMAND_TIMEOUT,
+        )
+
+    def command(self, node: Node, *args: Any) -> Any:
+        """Run one command on ``node`` and return redis-py's answer."""
+        with contextlib.closing(self.connect(node)) as client:
+            return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    def _answers(self, node: Node, *args: Any) -> Any:
+        """Like :meth:`command`, but None when the node cannot be reached or refuses."""
+        try:
+            return self.command(node, *args)
+        except redis.RedisError:
+            return None
+
+    def info(self, node: Node) -> dict[str, str]:
+        """``CLUSTER INFO`` of ``node`` as a mapping (empty when unreachable)."""
+        raw = self._answers(node, "CLUSTER", "INFO")
+        if isinstance(raw, bytes):
+            raw = raw.decode()
+        if isinstance(raw, dict):
+            return {str(key): str(value) for key, value in raw.items()}
+        if not isinstance(raw, str):
+            return {}
+        return dict(line.split(":", 1) for line in raw.splitlines() if ":" in line)
+
+    def _pings(self, node: Node) -> bool:
+        return self._answers(node, "PING") is True
+
+    def _settled(self) -> bool:
+        return all(self._healthy(node) for node in self.nodes if node.alive)
+
+    def _healthy(self, node: Node) -> bool:
+        info = self.info(node)
+        return (
+            info.get("cluster_state") == "ok"
+            and info.get("cluster_slots_ok") == str(SLOTS)
+            and info.get("cluster_known_nodes") == str(len(self.nodes))
+        )
+
+    def _replicated(self) -> bool:
+        for node in self.nodes:
+            role = self._answers(node, "ROLE")
+            if not isinstance(role, list) or not role:
+                return False
+            if role[0] == b"slave" and role[3] != b"connected":
+                return False
+        return True
+
+    # -- slots and failover ---------------------------------------------------------------------
+
+    @staticmethod
+    def slot(key: str) -> int:
+        """The hash slot of ``key`` (its hash tag, if it has one)."""
+        return int(key_slot(key.encode()))
+
+    def master_for_slot(self, slot: int) -> Node:
+        """The node that serves ``slot`` as master, according to the first live node."""
+        for node in self.nodes:
+            if not node.alive:
+                continue
+            ranges = self._answers(node, "CLUSTER", "SLOTS")
+            if not isinstance(ranges, list):
+                continue
+            for start, end, master, *_replicas in ranges:
+                if start <= slot <= end:
+                    return self.node(int(master[1]))
+        raise RuntimeError(f"no live node says who serves slot {slot}")
+
+    def master_for_key(self, key: str) -> Node:
+        """The node that serves ``key``'s slot as master."""
+        return self.master_for_slot(self.slot(key))
+
+    def kill(self, node: Node) -> None:
+        """SIGKILL ``node`` and reap it; it stays down."""
+        node.kill()
+
+    def wait_failover(self, slot: int, timeout: float = 30.0) -> Node:
+        """Wait until a live node serves ``slot`` as master and every live node says ``ok``."""
+        deadline = time.monotonic() + timeout
+        promoted: list[Node] = []
+
+        def served() -> bool:
+            promoted.clear()
+            if not self._settled_after_failure():
+                return False
+            master = self.master_for_slot(slot)
+            role = self._answers(master, "ROLE")
+            if master.alive and isinstance(role, list) and role and role[0] == b"master":
+                promoted.append(master)
+                return True
+            return False
+
+        self._wait(deadline, f"a live master serves slot {slot}", served)
+        return promoted[0]
+
+    def _settled_after_failure(self) -> bool:
+        for node in self.nodes:
+            if not node.alive:
+                continue
+            info = self.info(node)
+            if info.get("cluster_state") != "ok" or info.get("cluster_slots_ok") != str(SLOTS):
+                return False
+        return True
+
+    def _wait(self, deadline: float, what: str, condition: Callable[[], bool]) -> None:
+        while not condition():
+            dead = [node for node in self.nodes if node.process is not None and not node.alive]
+            # A node killed on purpose is expected; one that exited by itself is a failure.
+            exited = [node for node in dead if node.process and node.process.returncode != -9]
+            if exited:
+                node = exited[0]
+                raise RuntimeError(
+                    f"redis node {node.port} exited while waiting until {what}; log:\n"
+                    f"{node.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"-- {n.port}:\n{n.log_tail(8)}" for n in self.nodes if n.alive)
+                raise TimeoutError(f"timed out waiting until {what}; logs:\n{logs}")
+            time.sleep(_POLL_SECONDS)
