@@ -4,7 +4,7 @@
 #
 # promtool: taken from Debian's `prometheus` package, downloaded with `apt-get download` and
 # unpacked with `dpkg-deb -x`; only usr/bin/promtool is kept, as .tools/bin/promtool (the
-# package is never installed and no service is started). tests/tools.py finds it there.
+# package is never installed and no service is started). tests/support/tools.py finds it there.
 
 _tools_fetch_promtool() (
     set -u

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import resource
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -13,40 +13,10 @@ from pytest_aiohttp import AiohttpClient
 
 from proxy.app import create_app
 from proxy.observability.logging import configure_logging
-from proxy.sandbox import SandboxState, create_sandbox_app
-from tests.processes import SandboxProcess
-from tests.support import RedisServer, free_port, make_settings
-
-MakeProxy = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
-
-
-class Sandbox:
-    """The 1NCE emulator on a real loopback port, with its state for faults and counts.
-
-    ``stop()`` closes the listener and every connection (callers then see "refused");
-    ``start()`` serves again on the same port with the same state.
-    """
-
-    def __init__(self) -> None:
-        self.state = SandboxState()
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        runner = web.AppRunner(create_sandbox_app(state=self.state), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        self._runner = runner
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
+from tests.support.processes import SandboxProcess
+from tests.support.redis import RedisServer
+from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.settings import make_settings
 
 TIERS = ("unit", "integration", "sandbox", "shipping")
 

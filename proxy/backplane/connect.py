@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -64,14 +65,7 @@ def _url(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBackplan
         health_check_interval=HEALTH_CHECK_INTERVAL,
         **_common(settings),
     )
-    client = Redis.from_pool(pool)
-    return RedisBackplane(
-        client,
-        channel=channel,
-        open_pubsub=lambda: client.pubsub(ignore_subscribe_messages=True),
-        timeout=settings.redis_timeout,
-        metrics=metrics,
-    )
+    return _single(Redis.from_pool(pool), settings, channel=channel, metrics=metrics)
 
 
 def _sentinel(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBackplane:
@@ -96,13 +90,25 @@ def _sentinel(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBac
         for each in sentinel.sentinels:
             await each.aclose()
 
+    return _single(client, settings, channel=channel, metrics=metrics, close_extra=close_sentinels)
+
+
+def _single(
+    client: Redis,
+    settings: Settings,
+    *,
+    channel: str,
+    metrics: Metrics,
+    close_extra: Callable[[], Awaitable[None]] | None = None,
+) -> RedisBackplane:
+    """Build a backplane on one data node (by URL, or the master Sentinel names)."""
     return RedisBackplane(
         client,
         channel=channel,
         open_pubsub=lambda: client.pubsub(ignore_subscribe_messages=True),
         timeout=settings.redis_timeout,
         metrics=metrics,
-        close_extra=close_sentinels,
+        close_extra=close_extra,
     )
 
 

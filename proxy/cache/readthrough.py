@@ -21,7 +21,7 @@ from proxy.coordination.fill import CoordinatedFill
 from proxy.coordination.singleflight import SingleFlight
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
-from proxy.upstream.errors import back_off
+from proxy.upstream.errors import UpstreamError, back_off, replay
 
 logger = structlog.get_logger(__name__)
 
@@ -85,9 +85,11 @@ class CatalogCache:
     Fills go through a :class:`CoordinatedFill`, so a deployment loads once. Once the
     catalog is needed (warm-up asked for it, a caller asked, or this process has held one),
     a keeper task makes sure one stays servable: whenever none is (missing, or older than
-    ``ttl + stale_ttl``) it reads the store about once a second and, when its backoff
-    allows, fills, with no caller traffic needed. Failed loads back off (1 s doubling to
-    30 s, jittered, never inside a ``Retry-After`` window).
+    ``ttl + stale_ttl``), or a stale one could not be refreshed, it reads the store about
+    once a second and, when its backoff allows, fills, with no caller traffic needed.
+    Failed loads back off (1 s doubling to 30 s, jittered, never inside a ``Retry-After``
+    window); while they do, a caller with nothing servable gets 503 and ``Retry-After`` at
+    once instead of another fill.
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class CatalogCache:
         self._flight: SingleFlight[CatalogEntry] = SingleFlight()
         self._reads: SingleFlight[bytes | None] = SingleFlight()
         self._forced_since: float | None = None
+        self._last_failure: UpstreamError | None = None
         self._needed = False
         self._wake = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
@@ -239,6 +242,12 @@ class CatalogCache:
         if entry is not None and self._freshness.is_usable(entry, now):
             self._refresh_in_background()
             return self._stale(entry, now)
+        delay = self.backoff.delay()
+        failure = self._last_failure
+        if delay > 0 and failure is not None and not self._flight.running:
+            # A fill failed moments ago: callers hear so at once, rather than each sending
+            # the upstream another fill (the keeper retries when the backoff allows).
+            raise replay(failure, delay)
         entry, joined = await self._flight.run(self._fill_fresh)
         if joined:
             self._metrics.waiter("process")
@@ -321,6 +330,9 @@ class CatalogCache:
         shared = self._on_own_clock(shared)
         if local is None or shared.fetched_at > local.fetched_at:
             self._adopt(shared)
+            if self._freshness.is_fresh(shared, self._clock()):
+                # Another replica just fetched: the upstream answers again.
+                self.backoff.succeeded()
             return shared
         return local
 
@@ -373,8 +385,10 @@ class CatalogCache:
             payload = await self._loader()
         except Exception as exc:
             back_off(self.backoff, exc, self._timer())
+            self._last_failure = exc if isinstance(exc, UpstreamError) else None
             raise
         self.backoff.succeeded()
+        self._last_failure = None
         entry = CatalogEntry.create(payload.body, payload.content_type, self._clock())
         self._adopt(entry)
         logger.info("catalog_stored", etag=entry.etag, size=len(entry.body))
@@ -399,11 +413,17 @@ class CatalogCache:
             return
         local = self._local
         now = self._clock()
-        if local is not None and not self._shared_changed and self._freshness.is_usable(local, now):
-            # Servable: a stale entry is refreshed on demand (stale-while-revalidate), so an
-            # idle replica costs the upstream nothing. Wake when it stops being servable.
-            await self._sleep(self._freshness.retention - self._freshness.age(local, now))
-            return
+        if local is not None and not self._shared_changed:
+            if self._freshness.is_fresh(local, now):
+                await self._sleep(self._freshness.ttl_left(local, now))
+                return
+            if self._freshness.is_usable(local, now) and not self.backoff.failing:
+                # Stale but servable, and the upstream was fine: refreshed on demand
+                # (stale-while-revalidate), so an idle replica costs the upstream nothing.
+                # After a failed fill the keeper retries on its own, so a replica catches up
+                # with the newest catalog once the upstream recovers, with no traffic.
+                await self._sleep(self._freshness.retention - self._freshness.age(local, now))
+                return
         if self._shared_changed or self._timer() - self._read_at >= STORE_READ_INTERVAL:
             self._shared_changed = False
             entry = await self._newest_shared()

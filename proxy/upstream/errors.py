@@ -79,3 +79,15 @@ def back_off(backoff: Backoff, exc: BaseException, now: float) -> None:
         backoff.failed(not_before=now + exc.retry_after)
     else:
         backoff.failed()
+
+
+def replay(exc: UpstreamError, retry_after: float) -> UpstreamError:
+    """Tell a caller what the last attempt met, without asking the upstream again.
+
+    Same kind (so the same status and code), a message saying when the next attempt goes,
+    and, for 503s, that wait as ``Retry-After``.
+    """
+    message = f"{exc} (seen moments ago; next attempt in {retry_after:.1f}s)"
+    if isinstance(exc, UpstreamUnavailable):
+        return type(exc)(message, retry_after=retry_after)
+    return type(exc)(message)

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from proxy.appkeys import CATALOG
-from tests.conftest import MakeProxy, Sandbox
+from tests.support.sandbox import MakeProxy, Sandbox
 
 
 async def _json(client: Any, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:

@@ -11,7 +11,8 @@ import sys
 import aiohttp
 import pytest
 
-from tests.support import REPO_ROOT, clean_env, free_port
+from tests.support.net import free_port
+from tests.support.settings import REPO_ROOT, clean_env
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,6 +1,6 @@
 """Replicas sharing a real Redis Cluster: one fetch, one refresh, announcements, a failover.
 
-Three masters with a replica each (``tests/redis_cluster.py``); the proxies are in-process apps
+Three masters with a replica each (``tests/support/cluster.py``); the proxies are in-process apps
 over real sockets, each with its own cluster client and subscription, in front of the sandbox.
 """
 
@@ -23,10 +23,11 @@ from proxy.appkeys import BACKPLANE, CATALOG, SETTINGS
 from proxy.backplane.keys import KeySpace
 from proxy.backplane.redis_backplane import RedisBackplane
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-from tests.conftest import MakeProxy, Sandbox
-from tests.processes import ProxyFleet, SandboxProcess, spread, steady_load
-from tests.redis_cluster import LocalCluster, Node, redis_cli_binary
-from tests.support import burst, eventually
+from tests.support.cluster import LocalCluster, Node, redis_cli_binary
+from tests.support.load import burst, spread, steady_load
+from tests.support.processes import ProxyFleet, SandboxProcess
+from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow]
 
@@ -256,7 +257,8 @@ async def test_killing_the_deployments_master_under_load_fails_no_request(
         assert json.loads(body) == sandbox.state.catalog
 
     # A cold fill by new replicas, seeded with the dead node too, is one fetch as well.
-    redis_cluster.command(redis_cluster.master_for_key(keys.catalog), "DEL", keys.catalog)
+    catalog_master = redis_cluster.master_for_key(keys.catalog)
+    assert redis_cluster.command(catalog_master, "DEL", keys.catalog) == 1
     sandbox.state.catalog = sandbox.state.catalog[:4]
     tokens = sandbox.state.token_requests
     fresh = await _replicas(make_proxy, 3, redis_cluster_nodes=seeds, cache_ttl=ttl)

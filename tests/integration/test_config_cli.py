@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MakeProxy, Sandbox
-from tests.support import REPO_ROOT, clean_env, free_port
+from tests.support.net import free_port
+from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.settings import REPO_ROOT, clean_env
 
 ADMIN_TOKEN = "c0nfig-admin-token"
 API_KEY = "c0nfig-api-key"

@@ -19,9 +19,9 @@ from aiohttp import hdrs
 from pydantic import SecretStr
 
 from proxy.web.pipeline import UNMATCHED
-from tests.conftest import MakeProxy
-from tests.processes import ProxyProcess
-from tests.support import REPO_ROOT, clean_env
+from tests.support.processes import ProxyProcess
+from tests.support.sandbox import MakeProxy
+from tests.support.settings import REPO_ROOT, clean_env
 
 FUZZ_KEY = "fuzz-key"
 ADMIN_TOKEN = "fuzz-admin"

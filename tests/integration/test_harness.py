@@ -7,8 +7,9 @@ import json
 import pytest
 
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, default_catalog
-from tests.processes import ProxyFleet, SandboxProcess, spread, steady_load
-from tests.sentinel import SentinelCluster
+from tests.support.load import spread, steady_load
+from tests.support.processes import ProxyFleet, SandboxProcess
+from tests.support.sentinel import SentinelCluster
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +80,8 @@ def test_sentinel_cluster_fails_over_to_the_replica() -> None:
         cluster.start()
         assert cluster.sentinels_setting.count("127.0.0.1:") == 3
         assert cluster.current_master_port() == cluster.master_port
-        assert cluster.command(cluster.master_port, "SET", "k", "v") == b"+OK\r\n"
+        assert cluster.command(cluster.master_port, "SET", "k", "v") is True
+        assert cluster.command(cluster.master_port, "GET", "k") == b"v"
 
         assert cluster.kill_master() == cluster.master_port
         assert cluster.wait_for_failover(cluster.master_port) == cluster.replica_port

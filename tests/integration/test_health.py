@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from proxy.appkeys import CATALOG, LIFECYCLE
-from tests.conftest import MakeProxy, Sandbox
-from tests.support import eventually
+from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.waiting import eventually
 
 
 async def test_healthz_is_200_even_when_the_upstream_is_down(

@@ -10,7 +10,7 @@ import pytest
 
 from proxy.appkeys import CATALOG
 from proxy.web.answers import accepts_gzip
-from tests.conftest import MakeProxy, Sandbox
+from tests.support.sandbox import MakeProxy, Sandbox
 
 
 async def test_gzip_variant_is_the_same_catalog_with_its_own_etag(

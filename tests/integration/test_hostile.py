@@ -29,9 +29,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import SecretStr
 from yarl import URL
 
-from tests.conftest import MakeProxy, Sandbox
-from tests.processes import ProxyProcess
-from tests.support import REPO_ROOT
+from tests.support.processes import ProxyProcess
+from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.settings import REPO_ROOT
 
 Client = TestClient[web.Request, web.Application]
 Headers = tuple[tuple[str, str], ...]

@@ -16,9 +16,10 @@ from prometheus_client.samples import Sample
 from proxy import __version__
 from proxy.appkeys import CATALOG
 from proxy.upstream.errors import UpstreamError
-from tests.conftest import MakeProxy, Sandbox
-from tests.support import RedisServer, eventually
-from tests.tools import tool
+from tests.support.redis import RedisServer
+from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.tools import tool
+from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 NS = "product_proxy"

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MakeProxy, Sandbox
-from tests.support import RedisServer, burst, eventually
+from tests.support.load import burst
+from tests.support.redis import RedisServer
+from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.waiting import eventually
 
 
 def _backend(request: pytest.FixtureRequest, backend: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -20,7 +19,8 @@ from redis.backoff import NoBackoff
 from proxy.backplane.pubsub import Subscriber
 from proxy.backplane.topics import Topics
 from proxy.observability.metrics import Metrics
-from tests.support import RedisServer, eventually
+from tests.support.redis import RedisServer, node_client
+from tests.support.waiting import eventually
 
 CHANNEL = "test:account:events"
 TIMEOUT = 0.2
@@ -57,20 +57,12 @@ Start = Callable[..., Awaitable[Notifier]]
 
 
 def _publish(server: RedisServer, *payloads: bytes) -> list[int]:
-    """PUBLISH each payload over a raw socket; return how many subscribers each reached."""
-    commands = b"".join(
-        b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
-        % (len(CHANNEL), CHANNEL.encode(), len(payload), payload)
-        for payload in payloads
-    )
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(commands)
-        replies = b""
-        while replies.count(b"\r\n") < len(payloads):
-            chunk = sock.recv(1 << 16)
-            assert chunk, "redis closed the connection"
-            replies += chunk
-    return [int(line[1:]) for line in replies.split(b"\r\n")[:-1]]
+    """PUBLISH each payload (in one pipeline); return how many subscribers each reached."""
+    with node_client(server.port) as client, client.pipeline(transaction=False) as pipeline:
+        for payload in payloads:
+            pipeline.publish(CHANNEL, payload)
+        reached: list[int] = pipeline.execute()
+    return reached
 
 
 def _restarts(metrics: Metrics) -> dict[str, float]:

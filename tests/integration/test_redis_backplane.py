@@ -22,23 +22,13 @@ from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
 from proxy.upstream.token import SharedToken
 from proxy.upstream.token_store import BackplaneTokens
-from tests.support import RedisServer, eventually, make_settings
+from tests.support.clock import FakeClock
+from tests.support.redis import RedisServer
+from tests.support.settings import make_settings
+from tests.support.waiting import eventually
 
 TIMEOUT = 0.2
 CHANNEL = "test:events"
-
-
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _client(server: RedisServer) -> Redis:

@@ -11,9 +11,11 @@ import aiohttp
 import pytest
 
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-from tests.processes import ProxyFleet, SandboxProcess, spread, steady_load
-from tests.sentinel import SentinelCluster
-from tests.support import RedisServer, eventually
+from tests.support.load import spread, steady_load
+from tests.support.processes import ProxyFleet, SandboxProcess
+from tests.support.redis import RedisServer
+from tests.support.sentinel import SentinelCluster
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -118,10 +120,10 @@ async def test_killing_the_lock_holder_mid_fetch_hands_the_fetch_to_another_repl
 async def _lock_holder(redis_server: RedisServer) -> int:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        reply = redis_server.command("KEYS", "*:catalog:v1:lock").split(b"\r\n")
-        if len(reply) > 2:
-            value = redis_server.command("GET", reply[2].decode()).split(b"\r\n")[1].decode()
-            return int(value.split(":")[1])  # "<host>:<pid>:<random>"
+        locks = redis_server.key_names("*:catalog:v1:lock")
+        if locks:
+            value: bytes = redis_server.command("GET", locks[0])
+            return int(value.decode().split(":")[1])  # "<host>:<pid>:<random>"
         await asyncio.sleep(0.02)
     raise AssertionError("no replica took the catalog lock")
 
@@ -159,7 +161,7 @@ async def test_redis_killed_and_restarted_under_load_fails_no_request(
         assert (await _readyz(url))["store"] == {"state": "ok", "reachable": True}
     # With a 1 s TTL, refreshes after the restart store the catalog in Redis again.
     await spread(fleet.urls, "/v1/products", 30)
-    await eventually(lambda: b":catalog:v1" in redis_server.command("KEYS", "*"), within=5)
+    await eventually(lambda: bool(redis_server.key_names("*:catalog:v1")), within=5)
 
 
 async def test_sentinel_failover_under_load_is_followed(
@@ -176,7 +178,7 @@ async def test_sentinel_failover_under_load_is_followed(
         fleet = _start(fleet_factory, env, size=2)
         await spread(fleet.urls, "/v1/products", 2)
         old_master = cluster.current_master_port()
-        assert b":catalog:v1" in cluster.command(old_master, "KEYS", "*")
+        assert cluster.command(old_master, "KEYS", "*:catalog:v1")
         load = asyncio.create_task(
             steady_load(fleet.urls, "/v1/products", seconds=10, concurrency=10)
         )
@@ -188,12 +190,12 @@ async def test_sentinel_failover_under_load_is_followed(
         assert new_master != old_master
         assert len(replies) > 100
         assert [reply for reply in replies if reply.status != 200] == []
-        cluster.command(new_master, "FLUSHALL")
+        assert cluster.command(new_master, "FLUSHALL") is True
         await spread(fleet.urls, "/v1/products", 20)
         await asyncio.sleep(1.1)
         await spread(fleet.urls, "/v1/products", 20)
         await eventually(
-            lambda: b":catalog:v1" in cluster.command(new_master, "KEYS", "*"), within=10
+            lambda: bool(cluster.command(new_master, "KEYS", "*:catalog:v1")), within=10
         )
         for url in fleet.urls:
             assert (await _readyz(url))["store"] == {"state": "ok", "reachable": True}

@@ -12,8 +12,8 @@ from proxy.appkeys import BACKPLANE, HTTP_SESSION
 from proxy.observability.metrics import Metrics
 from proxy.web.pipeline import UNMATCHED, AnyPath, RequestPipeline, UnwrappedRouteError
 from proxy.web.routes import ROUTES, Route, install_routes
-from tests.conftest import MakeProxy, Sandbox
-from tests.support import make_settings
+from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.settings import make_settings
 
 KEY = "routes-key"
 

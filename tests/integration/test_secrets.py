@@ -13,7 +13,7 @@ from proxy.appkeys import CATALOG
 from proxy.observability.logging import configure_logging
 from proxy.sandbox import SANDBOX_CLIENT_SECRET
 from proxy.upstream.errors import UpstreamError
-from tests.conftest import MakeProxy, Sandbox
+from tests.support.sandbox import MakeProxy, Sandbox
 
 
 @pytest.fixture

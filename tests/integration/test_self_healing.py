@@ -22,8 +22,9 @@ from aiohttp.test_utils import TestClient
 
 from proxy.appkeys import CATALOG
 from proxy.sandbox.faults import Faults
-from tests.conftest import MakeProxy, Sandbox
-from tests.support import eventually, free_port
+from tests.support.net import free_port
+from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 

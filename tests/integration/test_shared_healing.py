@@ -17,8 +17,9 @@ from proxy.appkeys import CATALOG, SETTINGS
 from proxy.backplane.keys import KeySpace
 from proxy.cache.entry import CatalogEntry
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-from tests.conftest import MakeProxy, Sandbox
-from tests.support import RedisServer, eventually
+from tests.support.redis import RedisServer
+from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 HOUR = 3600.0

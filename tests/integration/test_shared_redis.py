@@ -13,8 +13,10 @@ from aiohttp.test_utils import TestClient
 from proxy.appkeys import CATALOG
 from proxy.catalog import service as service_module
 from proxy.upstream.models import Product, parse_catalog
-from tests.conftest import MakeProxy, Sandbox
-from tests.support import RedisServer, burst, eventually
+from tests.support.load import burst
+from tests.support.redis import RedisServer
+from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 
@@ -116,10 +118,10 @@ async def test_a_dead_holders_lock_delays_the_fill_only_until_it_expires(
 ) -> None:
     warm = await make_proxy(redis_url=redis_server.url)
     await warm.get("/v1/products")
-    catalog_key = next(key for key in _keys(redis_server) if key.endswith(":catalog:v1"))
-    redis_server.command("DEL", catalog_key)
+    catalog_key = next(key for key in redis_server.key_names() if key.endswith(":catalog:v1"))
+    assert redis_server.command("DEL", catalog_key) == 1
     # A replica that took the lock and died: nobody releases it, it expires in 1 s.
-    redis_server.command("SET", f"{catalog_key}:lock", "gone-replica:1:x", "PX", "1000")
+    assert redis_server.command("SET", f"{catalog_key}:lock", "gone-replica:1:x", "PX", "1000")
     cold = await make_proxy(redis_url=redis_server.url)
 
     started = time.monotonic()
@@ -168,8 +170,3 @@ async def test_a_version_is_parsed_once_by_the_replica_that_fetched_it_and_once_
         await asyncio.sleep(0.05)
     assert len(parsed) == 2
     assert json.loads(parsed[1]) == sandbox.state.catalog
-
-
-def _keys(redis_server: RedisServer) -> list[str]:
-    reply = redis_server.command("KEYS", "*").decode()
-    return [line for line in reply.split("\r\n") if ":" in line]

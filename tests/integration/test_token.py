@@ -8,8 +8,8 @@ import json
 from pydantic import SecretStr
 
 from proxy.appkeys import CATALOG
-from tests.conftest import MakeProxy, Sandbox
-from tests.support import burst
+from tests.support.load import burst
+from tests.support.sandbox import MakeProxy, Sandbox
 
 
 async def test_token_is_reused_across_fetches(sandbox: Sandbox, make_proxy: MakeProxy) -> None:

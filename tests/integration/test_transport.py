@@ -26,8 +26,10 @@ from proxy.upstream.errors import (
     UpstreamUnavailable,
 )
 from proxy.upstream.transport import ACCEPT_ENCODING, Answer, exchange
-from tests.conftest import Sandbox
-from tests.support import REPO_ROOT, eventually, free_port
+from tests.support.net import free_port
+from tests.support.sandbox import Sandbox
+from tests.support.settings import REPO_ROOT
+from tests.support.waiting import eventually
 
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]
 

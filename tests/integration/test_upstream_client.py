@@ -20,7 +20,7 @@ from proxy.upstream.models import PRODUCTS
 from proxy.upstream.token import TokenProvider
 from proxy.upstream.token_store import BackplaneTokens
 from proxy.upstream.windows import RateWindows
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
 
 
 def _stats(body: bytes) -> dict[str, Any]:

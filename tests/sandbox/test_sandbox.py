@@ -25,7 +25,7 @@ from proxy.sandbox import (
     create_sandbox_app,
     default_catalog,
 )
-from tests.support import eventually
+from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 

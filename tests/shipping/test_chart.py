@@ -18,7 +18,7 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from tests.tools import tool
+from tests.support.tools import tool
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "product-proxy"

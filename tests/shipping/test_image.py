@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.processes import ProxyProcess
-from tests.support import REPO_ROOT, clean_env, free_port
-from tests.tools import tool
+from tests.support.net import free_port
+from tests.support.processes import ProxyProcess
+from tests.support.settings import REPO_ROOT, clean_env
+from tests.support.tools import tool
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"

@@ -14,25 +14,12 @@ from proxy.cache.freshness import Freshness
 from proxy.cache.readthrough import CatalogCache, Lookup, Outcome
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
-from tests.support import eventually
+from tests.support.clock import START, FakeClock
+from tests.support.waiting import eventually
 
 KEY = "test:account:catalog:v1"
 TTL = 300.0
 STALE_TTL = 600.0
-START = 1_700_000_000.0
-
-
-class FakeClock:
-    """Wall time that only moves when told to."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ however long ago it last heard its master (validity factor 0).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
@@ -26,8 +25,8 @@ from typing import Any, Self
 import redis
 from redis.crc import key_slot
 
-from tests.processes import HOST
-from tests.support import redis_server_binary
+from tests.support.net import HOST
+from tests.support.redis import node_command, redis_server_binary
 
 MASTERS = 3
 NODE_TIMEOUT_MS = 1000
@@ -38,7 +37,6 @@ _BUS_OFFSET = 10000
 _PORT_LOW = 20000
 _PORT_HIGH = 32767 - _BUS_OFFSET
 _POLL_SECONDS = 0.05
-_COMMAND_TIMEOUT = 2.0
 
 
 def redis_cli_binary() -> str | None:
@@ -234,20 +232,9 @@ class LocalCluster:
 
     # -- talking to nodes -----------------------------------------------------------------------
 
-    def connect(self, node: Node) -> redis.Redis:
-        """A client of one node (the caller closes it)."""
-        return redis.Redis(
-            host=HOST,
-            port=node.port,
-            password=self.password,
-            socket_timeout=_COMMAND_TIMEOUT,
-            socket_connect_timeout=_COMMAND_TIMEOUT,
-        )
-
     def command(self, node: Node, *args: Any) -> Any:
         """Run one command on ``node`` and return redis-py's answer."""
-        with contextlib.closing(self.connect(node)) as client:
-            return client.execute_command(*args)  # type: ignore[no-untyped-call]
+        return node_command(node.port, *args, password=self.password)
 
     def _answers(self, node: Node, *args: Any) -> Any:
         """Like :meth:`command`, but None when the node cannot be reached or refuses."""

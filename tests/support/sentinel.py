@@ -2,98 +2,27 @@
 
 Everything runs on 127.0.0.1 with the ``redis-server`` binary the other tests use, each node in
 its own temporary directory (sentinels rewrite their config file, so it must be writable).
+Data nodes and sentinels alike are asked through redis-py.
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeAlias
+from typing import Any, Self
 
-from tests.processes import HOST, free_ports
-from tests.support import redis_server_binary
+import redis
+
+from tests.support.net import HOST, free_ports
+from tests.support.redis import node_client, node_command, redis_server_binary
 
 _POLL_SECONDS = 0.1
 _SENTINELS = 3
-
-
-class RespError(Exception):
-    """An error reply (``-ERR ...``) from a Redis node."""
-
-
-RespValue: TypeAlias = "bytes | int | list[RespValue] | None"
-
-
-class _Incomplete(Exception):
-    """More bytes are needed to finish parsing a reply."""
-
-
-def _encode(args: tuple[str, ...]) -> bytes:
-    parts = [f"*{len(args)}\r\n".encode()]
-    for arg in args:
-        data = arg.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-def _parse(data: bytes, pos: int = 0) -> tuple[RespValue, int]:
-    """Parse one RESP2 reply starting at ``pos``; return it and the position after it."""
-    end = data.find(b"\r\n", pos)
-    if end < 0:
-        raise _Incomplete
-    kind, line, after = data[pos : pos + 1], data[pos + 1 : end], end + 2
-    if kind == b"+":
-        return line, after
-    if kind == b"-":
-        raise RespError(line.decode(errors="replace"))
-    if kind == b":":
-        return int(line), after
-    if kind == b"$":
-        return _parse_bulk(data, int(line), after)
-    if kind == b"*":
-        return _parse_array(data, int(line), after)
-    raise RespError(f"unexpected reply {data[pos : pos + 40]!r}")
-
-
-def _parse_bulk(data: bytes, size: int, pos: int) -> tuple[RespValue, int]:
-    if size < 0:
-        return None, pos
-    if len(data) < pos + size + 2:
-        raise _Incomplete
-    return data[pos : pos + size], pos + size + 2
-
-
-def _parse_array(data: bytes, count: int, pos: int) -> tuple[RespValue, int]:
-    if count < 0:
-        return None, pos
-    items: list[RespValue] = []
-    for _ in range(count):
-        item, pos = _parse(data, pos)
-        items.append(item)
-    return items, pos
-
-
-def _roundtrip(port: int, args: tuple[str, ...], timeout: float) -> tuple[bytes, RespValue]:
-    """Send one command over a new connection; return the raw reply and its parsed value."""
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
-        sock.sendall(_encode(args))
-        data = b""
-        while True:
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError(f"port {port} closed the connection mid-reply")
-            data += chunk
-            try:
-                value, _ = _parse(data)
-            except _Incomplete:
-                continue
-            return data, value
 
 
 class _Node:
@@ -239,40 +168,41 @@ class SentinelCluster:
 
     # -- commands -------------------------------------------------------------------------------
 
-    def command(self, port: int, *args: str) -> bytes:
-        """Run one command on the node at ``port``; return the raw RESP reply."""
-        raw, _ = _roundtrip(port, args, timeout=2)
-        return raw
+    def command(self, port: int, *args: Any) -> Any:
+        """Run one command on the node (or sentinel) at ``port``; return redis-py's reply."""
+        return node_command(port, *args)
 
-    def query(self, port: int, *args: str) -> RespValue:
-        """Run one command on the node at ``port``; return the parsed reply (RespError on -ERR)."""
-        _, value = _roundtrip(port, args, timeout=2)
-        return value
+    def _answer(self, port: int, *args: Any) -> Any:
+        """Like :meth:`command`, but None when the node cannot be reached or refuses."""
+        try:
+            return self.command(port, *args)
+        except redis.RedisError:
+            return None
 
     def _pings(self, port: int) -> bool:
-        try:
-            return self.query(port, "PING") == b"PONG"
-        except (OSError, RespError):
-            return False
+        return self._answer(port, "PING") is True
 
     def _replica_linked(self) -> bool:
         try:
-            info = self.query(self.replica_port, "INFO", "replication")
-        except (OSError, RespError):
+            with node_client(self.replica_port) as client:
+                info = client.info("replication")
+        except redis.RedisError:
             return False
-        return isinstance(info, bytes) and b"master_link_status:up" in info
+        return bool(info.get("master_link_status") == "up")
 
     def _sentinels_settled(self) -> bool:
         for node in self._sentinels:
             try:
-                reply = self.query(node.port, "SENTINEL", "MASTER", self.master_name)
-            except (OSError, RespError):
+                with node_client(node.port) as client:
+                    masters = client.sentinel_masters()
+            except redis.RedisError:
                 return False
-            fields = _pairs(reply)
+            state = masters.get(self.master_name) if isinstance(masters, dict) else None
             if not (
-                "master" in fields.get("flags", "").split(",")
-                and fields.get("num-slaves") == "1"
-                and fields.get("num-other-sentinels") == str(_SENTINELS - 1)
+                state is not None
+                and state["is_master"]
+                and state["num-slaves"] == 1
+                and state["num-other-sentinels"] == _SENTINELS - 1
             ):
                 return False
         return True
@@ -301,13 +231,14 @@ class SentinelCluster:
         ports = []
         for node in self._sentinels:
             try:
-                reply = self.query(
-                    node.port, "SENTINEL", "get-master-addr-by-name", self.master_name
-                )
-            except (OSError, RespError):
+                with node_client(node.port) as client:
+                    address = client.sentinel_get_master_addr_by_name(
+                        self.master_name, return_responses=True
+                    )
+            except redis.RedisError:
                 continue
-            if isinstance(reply, list) and len(reply) == 2 and isinstance(reply[1], bytes):
-                ports.append(int(reply[1]))
+            if isinstance(address, tuple):
+                ports.append(address[1])
         return ports
 
     def current_master_port(self) -> int:
@@ -325,10 +256,7 @@ class SentinelCluster:
 
     def is_master(self, port: int) -> bool:
         """Whether the node at ``port`` answers ``ROLE`` as a master."""
-        try:
-            role = self.query(port, "ROLE")
-        except (OSError, RespError):
-            return False
+        role = self._answer(port, "ROLE")
         return isinstance(role, list) and bool(role) and role[0] == b"master"
 
     def wait_for_failover(self, old_port: int, timeout: float = 30.0) -> int:
@@ -349,13 +277,3 @@ class SentinelCluster:
                     f" (sentinels report {sorted(reported)}); logs:\n{logs}"
                 )
             time.sleep(_POLL_SECONDS)
-
-
-def _pairs(reply: RespValue) -> dict[str, str]:
-    """Turn a flat ``[field, value, field, value, ...]`` reply into a mapping of strings."""
-    if not isinstance(reply, list):
-        return {}
-    texts = [
-        item.decode(errors="replace") if isinstance(item, bytes) else str(item) for item in reply
-    ]
-    return dict(zip(texts[::2], texts[1::2], strict=False))

@@ -1,19 +1,15 @@
-"""Real processes for tests: the 1NCE emulator and proxy replicas, plus HTTP load helpers.
+"""Real processes for tests: the 1NCE emulator and proxy replicas.
 
 Every child writes stdout and stderr to a temporary log file (never a pipe that could fill up and
 block it). Once a child is reaped, its log is read into memory and the file is removed, so
-``log_text()`` still works after ``stop()``. Plain classes only: fixtures live in the test modules.
+``log_text()`` still works after ``stop()``. Plain classes only: fixtures live in conftest.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import http.client
-import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,44 +20,14 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
-from multidict import CIMultiDict
 
-from tests.support import REPO_ROOT, Reply, clean_env
+from tests.support.net import HOST, free_port, free_ports, http_status
+from tests.support.settings import REPO_ROOT, clean_env
 
-HOST = "127.0.0.1"
 _POLL_SECONDS = 0.05
 # A child that fails to bind because another test took its port in the meantime gets a new one.
 _BIND_ATTEMPTS = 3
 _ADDRESS_IN_USE = ("address already in use", "errno 98")
-
-
-def free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct loopback ports that nothing listens on right now."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sockets.append(sock)
-            sock.bind((HOST, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
-    """GET ``path`` on loopback ``port`` (no client proxies, no retries); None if unreachable."""
-    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        response.read()
-    except (OSError, http.client.HTTPException):
-        return None
-    else:
-        return response.status
-    finally:
-        connection.close()
 
 
 class ChildStartError(RuntimeError):
@@ -74,7 +40,7 @@ class _Child:
     name = "child"
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port if port is not None else free_ports(1)[0]
+        self.port = port if port is not None else free_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._log_path: str | None = None
         self._past_log = ""
@@ -136,7 +102,7 @@ class _Child:
                 text = self._current_log()
                 if attempts < _BIND_ATTEMPTS and any(s in text.lower() for s in _ADDRESS_IN_USE):
                     attempts += 1
-                    self.port = free_ports(1)[0]
+                    self.port = free_port()
                     self._spawn()
                     continue
                 self._reap()
@@ -363,68 +329,3 @@ class ProxyFleet:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-# -- load ---------------------------------------------------------------------------------------
-
-
-async def _get(session: aiohttp.ClientSession, url: str) -> Reply:
-    """One GET read whole; a connection failure or timeout becomes status 0 with its text."""
-    try:
-        async with session.get(url) as response:
-            return Reply(response.status, CIMultiDict(response.headers), await response.read())
-    except (aiohttp.ClientError, OSError, TimeoutError) as error:
-        return Reply(0, CIMultiDict(), f"{type(error).__name__}: {error}".encode())
-
-
-def _session(timeout: float) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0),
-        timeout=aiohttp.ClientTimeout(total=timeout),
-    )
-
-
-async def spread(
-    urls: Sequence[str], path: str, count: int, *, request_timeout: float = 30.0
-) -> list[Reply]:
-    """Send ``count`` concurrent GETs of ``path``, round robin over the base ``urls``."""
-    if not urls:
-        raise ValueError("no URLs to send to")
-    async with _session(request_timeout) as session:
-        targets = [f"{urls[index % len(urls)]}{path}" for index in range(count)]
-        return list(await asyncio.gather(*(_get(session, target) for target in targets)))
-
-
-async def steady_load(
-    urls: Sequence[str],
-    path: str,
-    *,
-    seconds: float,
-    concurrency: int,
-    request_timeout: float = 10.0,
-    max_requests: int = 100_000,
-) -> list[Reply]:
-    """Keep ``concurrency`` workers sending GETs round robin for ``seconds``; return every reply.
-
-    No request starts after ``seconds`` or beyond ``max_requests``; one in flight may take up
-    to ``request_timeout`` more. A worker whose request failed to connect pauses briefly.
-    """
-    if not urls:
-        raise ValueError("no URLs to send to")
-    deadline = time.monotonic() + seconds
-    turns = itertools.count()
-    replies: list[Reply] = []
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        while time.monotonic() < deadline:
-            turn = next(turns)
-            if turn >= max_requests:
-                return
-            reply = await _get(session, f"{urls[turn % len(urls)]}{path}")
-            replies.append(reply)
-            if reply.status == 0:
-                await asyncio.sleep(_POLL_SECONDS)
-
-    async with _session(request_timeout) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    return replies

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from tests.support import REPO_ROOT
+from tests.support.settings import REPO_ROOT
 
 TOOL_DIRS = (REPO_ROOT / ".tools" / "bin", REPO_ROOT / ".tools" / "venv" / "bin")
 
