@@ -333,6 +333,7 @@ class CatalogCache:
             if self._freshness.is_fresh(shared, self._clock()):
                 # Another replica just fetched: the upstream answers again.
                 self.backoff.succeeded()
+                self._last_failure = None
             return shared
         return local
 
@@ -385,7 +386,11 @@ class CatalogCache:
             payload = await self._loader()
         except Exception as exc:
             back_off(self.backoff, exc, self._timer())
-            self._last_failure = exc if isinstance(exc, UpstreamError) else None
+            self._last_failure = (
+                exc if isinstance(exc, UpstreamError) else UpstreamError(f"load failed: {exc}")
+            )
+            # The keeper may be asleep on a stale entry: a failed refresh is its business now.
+            self._wake.set()
             raise
         self.backoff.succeeded()
         self._last_failure = None
@@ -417,7 +422,7 @@ class CatalogCache:
             if self._freshness.is_fresh(local, now):
                 await self._sleep(self._freshness.ttl_left(local, now))
                 return
-            if self._freshness.is_usable(local, now) and not self.backoff.failing:
+            if self._freshness.is_usable(local, now) and self._last_failure is None:
                 # Stale but servable, and the upstream was fine: refreshed on demand
                 # (stale-while-revalidate), so an idle replica costs the upstream nothing.
                 # After a failed fill the keeper retries on its own, so a replica catches up
@@ -427,7 +432,7 @@ class CatalogCache:
         if self._shared_changed or self._timer() - self._read_at >= STORE_READ_INTERVAL:
             self._shared_changed = False
             entry = await self._newest_shared()
-            if entry is not None and self._freshness.is_usable(entry, self._clock()):
+            if entry is not None and self._freshness.is_fresh(entry, self._clock()):
                 return
         delay = self.backoff.delay()
         if delay > 0:

@@ -418,3 +418,35 @@ async def test_an_oversized_answer_is_refused_and_counted(
     assert sandbox.state.products_requests == 1
     line = 'product_proxy_upstream_requests_total{endpoint="products",outcome="too_large"}'
     assert await _metric(client, line) == f"{line} 1.0"
+
+
+async def test_a_stale_catalog_whose_refresh_failed_catches_up_with_no_traffic(
+    sandbox: Sandbox, make_proxy: MakeProxy
+) -> None:
+    client = await make_proxy(cache_ttl=0.3, upstream_retries=0)
+    assert (await client.get("/v1/products")).status == 200
+    await asyncio.sleep(0.4)
+    sandbox.state.faults.products_status = 500
+    stale = await client.get("/v1/products")
+    assert stale.headers["Cache-Status"].startswith("1nce-proxy; fwd=stale")
+    await eventually(lambda: sandbox.state.products_requests == 2)
+
+    # The upstream recovers with a new catalog; nobody calls the proxy any more.
+    sandbox.state.catalog = sandbox.state.catalog[:3]
+    sandbox.state.faults.products_status = None
+    before = sandbox.state.products_requests
+    await eventually(lambda: sandbox.state.products_requests == before + 1, within=3)
+    await eventually(lambda: not client.app[CATALOG].cache.refreshing)
+
+    answer = await client.get("/api/v1/products")
+    assert (await answer.json())["count"] == 3
+    assert sandbox.state.products_requests == before + 1
+
+
+async def test_an_idle_stale_replica_whose_refreshes_work_stays_lazy(
+    sandbox: Sandbox, make_proxy: MakeProxy
+) -> None:
+    client = await make_proxy(cache_ttl=0.3)
+    assert (await client.get("/v1/products")).status == 200
+    await asyncio.sleep(1.5)
+    assert sandbox.state.products_requests == 1, "no refresh without traffic"

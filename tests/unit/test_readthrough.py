@@ -186,7 +186,8 @@ async def test_stale_until_ttl_plus_stale_ttl_then_miss(
     await settle(cache)
     assert loader.calls == 2
 
-    clock.advance(0.5)
+    # Past the entry's life and past the backoff of the failed refresh (1 s at most): a miss.
+    clock.advance(1.0)
     loader.fail = False
     gate = loader.hold()
     pending = asyncio.create_task(cache.get())
