@@ -84,9 +84,9 @@ class CatalogCache:
 
     Fills go through a :class:`CoordinatedFill`, so a deployment loads once. Once the
     catalog is needed (warm-up asked for it, a caller asked, or this process has held one),
-    a keeper task makes sure one stays servable: whenever none is (missing, or older than
-    ``ttl + stale_ttl``), or a stale one could not be refreshed, it reads the store about
-    once a second and, when its backoff allows, fills, with no caller traffic needed.
+    a keeper task keeps it fresh: whenever the entry is stale or missing it reads the store
+    about once a second and, when its backoff allows, fills, with no caller traffic needed
+    (one upstream fetch per TTL for the deployment; the other replicas adopt the stored one).
     Failed loads back off (1 s doubling to 30 s, jittered, never inside a ``Retry-After``
     window); while they do, a caller with nothing servable gets 503 and ``Retry-After`` at
     once instead of another fill.
@@ -418,17 +418,11 @@ class CatalogCache:
             return
         local = self._local
         now = self._clock()
-        if local is not None and not self._shared_changed:
-            if self._freshness.is_fresh(local, now):
-                await self._sleep(self._freshness.ttl_left(local, now))
-                return
-            if self._freshness.is_usable(local, now) and self._last_failure is None:
-                # Stale but servable, and the upstream was fine: refreshed on demand
-                # (stale-while-revalidate), so an idle replica costs the upstream nothing.
-                # After a failed fill the keeper retries on its own, so a replica catches up
-                # with the newest catalog once the upstream recovers, with no traffic.
-                await self._sleep(self._freshness.retention - self._freshness.age(local, now))
-                return
+        if local is not None and not self._shared_changed and self._freshness.is_fresh(local, now):
+            # Refresh-ahead: once a catalog is needed, it is kept fresh with no traffic, one
+            # fetch per TTL for the whole deployment (the others adopt it from the store).
+            await self._sleep(self._freshness.ttl_left(local, now))
+            return
         if self._shared_changed or self._timer() - self._read_at >= STORE_READ_INTERVAL:
             self._shared_changed = False
             entry = await self._newest_shared()

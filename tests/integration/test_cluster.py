@@ -240,33 +240,33 @@ async def test_killing_the_deployments_master_under_load_fails_no_request(
     await _until(lambda: _all_store_ok(replicas), 20, "every replica's store is ok again")
     await eventually(lambda: all(_plane(r).listening for r in replicas), within=10)
 
-    # Coalescing works again: every replica's copy goes stale, one refresh for all.
+    # Coalescing works again: the keepers refresh ahead once per TTL for all three replicas
+    # (one each, alone, would be three per period).
     caches = [replica.app[CATALOG].cache for replica in replicas]
     await eventually(lambda: not any(cache.refreshing for cache in caches))
     before = sandbox.state.products_requests
-    await asyncio.sleep(ttl + 0.2)
     sandbox.state.catalog = sandbox.state.catalog[:5]
-    sandbox.state.faults.products_latency = 0.3
-    bursts = [burst(str(r.make_url("/v1/products")), 50) for r in replicas]
-    stale = [reply for group in await asyncio.gather(*bursts) for reply in group]
-    assert {reply.status for reply in stale} == {200}
+    await asyncio.sleep(3 * ttl + 0.3)
     await eventually(lambda: not any(cache.refreshing for cache in caches))
-    assert sandbox.state.products_requests == before + 1
+    assert 2 <= sandbox.state.products_requests - before <= 4
     for replica in replicas:
         body = await (await replica.get("/v1/products")).read()
         assert json.loads(body) == sandbox.state.catalog
+    for replica in replicas:
+        await replica.close()  # their keepers would refresh during the cold fill below
 
     # A cold fill by new replicas, seeded with the dead node too, is one fetch as well.
     catalog_master = redis_cluster.master_for_key(keys.catalog)
     assert redis_cluster.command(catalog_master, "DEL", keys.catalog) == 1
     sandbox.state.catalog = sandbox.state.catalog[:4]
     tokens = sandbox.state.token_requests
+    before = sandbox.state.products_requests
     fresh = await _replicas(make_proxy, 3, redis_cluster_nodes=seeds, cache_ttl=ttl)
     bursts = [burst(str(r.make_url("/v1/products")), 50) for r in fresh]
     cold = [reply for group in await asyncio.gather(*bursts) for reply in group]
     assert [reply.status for reply in cold] == [200] * 150
     assert {json.loads(reply.body) == sandbox.state.catalog for reply in cold} == {True}
-    assert sandbox.state.products_requests == before + 2
+    assert sandbox.state.products_requests == before + 1
     assert sandbox.state.token_requests == tokens, "the shared token survived the failover"
 
 
@@ -290,18 +290,24 @@ async def test_a_failover_while_idle_costs_no_extra_fetch(
     # The fill's announcement makes every keeper read the store once; let that happen first.
     await asyncio.sleep(0.3)
 
-    # Nobody asks Redis meanwhile: each client still holds connections to the dead master.
+    # Callers are quiet meanwhile. While the slot has no master the keepers' refreshes fail
+    # open (each replica alone, by design); once the replica is promoted, they coalesce again.
     await asyncio.to_thread(redis_cluster.kill, master)
     await asyncio.to_thread(redis_cluster.wait_failover, slot)
-    await asyncio.sleep(ttl + 0.2)
-    sandbox.state.faults.products_latency = 0.3
+    await _until(lambda: _all_store_ok(replicas), 20, "every replica's store is ok again")
+    before = sandbox.state.products_requests
+    started = time.monotonic()
+    await asyncio.sleep(2 * ttl + 0.2)
     bursts = [burst(str(r.make_url("/v1/products")), 50) for r in replicas]
-    stale = [reply for group in await asyncio.gather(*bursts) for reply in group]
+    answers = [reply for group in await asyncio.gather(*bursts) for reply in group]
 
-    assert {reply.status for reply in stale} == {200}
+    assert {reply.status for reply in answers} == {200}
     caches = [replica.app[CATALOG].cache for replica in replicas]
     await eventually(lambda: not any(cache.refreshing for cache in caches))
-    assert sandbox.state.products_requests == 2
+    periods = (time.monotonic() - started) / ttl
+    # One fetch per TTL period for the deployment (plus one at the edge), where three
+    # replicas each fetching alone after the failover would make about three per period.
+    assert 1 <= sandbox.state.products_requests - before <= periods + 1
     for replica in replicas:
         assert await _store_ok(replica)
 

@@ -122,13 +122,17 @@ async def test_exposition_passes_promtool_after_traffic_touching_every_family(
     admin = await client.post("/admin/refresh", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert admin.status == 200
     fetched = sandbox.state.products_requests
-    # Past freshness: stale served, one background refresh.
+    # Past freshness: stale served while the keeper's one refresh (due at the TTL, with no
+    # traffic) is held in flight by a slow upstream.
+    faults.products_latency = 0.3
     await asyncio.sleep(0.35)
     stale = await client.get("/v1/products")
     assert stale.headers["Cache-Status"].startswith("1nce-proxy; fwd=stale")
     await eventually(lambda: sandbox.state.products_requests == fetched + 1)
     await eventually(lambda: not client.app[CATALOG].cache.refreshing)
-    # An upstream 500 with a warm (stale) cache: still served, the refresh fails.
+    faults.products_latency = 0.0
+    # An upstream 500 with a warm cache, set before the TTL passes: the keeper's refresh
+    # fails, and the stale entry is still served.
     faults.products_status = 500
     await asyncio.sleep(0.35)
     assert (await client.get("/v1/products")).status == 200
@@ -265,6 +269,9 @@ async def test_cache_lookups_follow_a_scripted_sequence(
     metrics = await scrape(client)
     assert metrics.value(lookups, result="hit") == 5
 
+    # A slow upstream holds the keeper's refresh (due at the TTL, with no traffic) in flight,
+    # so the next caller is answered stale; that refresh is a fill, not a caller's lookup.
+    sandbox.state.faults.products_latency = 0.5
     await asyncio.sleep(1.05)
     response = await client.get("/v1/products")
     assert response.headers["Cache-Status"].startswith("1nce-proxy; fwd=stale")
@@ -340,7 +347,7 @@ async def test_upstream_and_token_counters_match_the_sandbox(
 
 
 async def test_catalog_gauges_and_build_info(sandbox: Sandbox, make_proxy: MakeProxy) -> None:
-    client = await make_proxy(cache_ttl=0.5)
+    client = await make_proxy(cache_ttl=0.5, upstream_retries=0)
     metrics = await scrape(client)
     for name in ("catalog_age_seconds", "catalog_fresh", "catalog_size_bytes"):
         assert metrics.values(f"{NS}_{name}") == {}, name
@@ -358,13 +365,19 @@ async def test_catalog_gauges_and_build_info(sandbox: Sandbox, make_proxy: MakeP
     assert metrics.value(f"{NS}_catalog_fresh") == 1
     assert metrics.value(f"{NS}_catalog_size_bytes") == len(body)
 
+    # Failing before the TTL passes: the keeper's refresh at the TTL fails, so the entry
+    # really goes stale (a working upstream would be refreshed ahead, with no traffic).
+    sandbox.state.faults.products_status = 500
+    cache = client.app[CATALOG].cache
     await asyncio.sleep(0.55)
+    await eventually(lambda: sandbox.state.products_requests == 2 and not cache.refreshing)
     metrics = await scrape(client)
     assert metrics.value(f"{NS}_catalog_fresh") == 0
     age = metrics.value(f"{NS}_catalog_age_seconds")
     assert age is not None
     assert age >= 0.5
-    assert sandbox.state.products_requests == 1  # scrapes never fetch
+    # The first fetch and the keeper's one failed refresh: scrapes never fetch.
+    assert sandbox.state.products_requests == 2
 
 
 async def test_redis_errors_and_redis_up_follow_redis(

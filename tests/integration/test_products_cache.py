@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from proxy.appkeys import CATALOG
 from tests.support.load import burst
 from tests.support.redis import RedisServer
 from tests.support.sandbox import MakeProxy, Sandbox
@@ -79,9 +80,11 @@ async def test_stale_entry_is_served_at_once_while_one_refresh_runs(
 ) -> None:
     client = await make_proxy(cache_ttl=0.5)
     old = await (await client.get("/v1/products")).read()
-    await asyncio.sleep(0.6)
+    # Slowed before the TTL passes: the keeper's refresh at the TTL (no traffic needed) is
+    # still in flight when the burst comes, so the burst sees the stale entry.
     sandbox.state.catalog = [{**sandbox.state.catalog[0], "product": "Renamed"}]
-    sandbox.state.faults.products_latency = 0.5
+    sandbox.state.faults.products_latency = 1.0
+    await asyncio.sleep(0.6)
 
     started = time.monotonic()
     replies = await burst(str(client.make_url("/v1/products")), 100)
@@ -95,7 +98,9 @@ async def test_stale_entry_is_served_at_once_while_one_refresh_runs(
     )
     assert all(reply.headers["Cache-Control"] == "max-age=0" for reply in replies)
     await eventually(lambda: sandbox.state.products_requests == 2)
-    await asyncio.sleep(0.6)  # the refresh lands after the upstream's latency
+    cache = client.app[CATALOG].cache
+    # The refresh lands after the upstream's latency.
+    await eventually(lambda: not cache.refreshing)
 
     fresh = await client.get("/v1/products")
     assert json.loads(await fresh.read())[0]["product"] == "Renamed"
