@@ -41,11 +41,6 @@ class Backoff:
         self._ready_at = 0.0
 
     @property
-    def ready_at(self) -> float:
-        """When the next attempt may go (on ``clock``); in the past when it may go now."""
-        return self._ready_at
-
-    @property
     def failing(self) -> bool:
         """Whether the last attempt failed."""
         return self._pause > 0

@@ -66,10 +66,6 @@ class RateWindows:
         """Seconds left of the window this replica knows of for ``endpoint`` (0: none)."""
         return max(self._until.get(endpoint, 0.0) - self._clock(), 0.0)
 
-    def ends_at(self, endpoint: str) -> float:
-        """When the known window for ``endpoint`` ends, on the monotonic clock."""
-        return self._until.get(endpoint, 0.0)
-
     async def check(self, endpoint: str) -> None:
         """Raise :class:`RateWindowOpen` if a request to ``endpoint`` may not go out now."""
         left = self.left(endpoint)
