@@ -1,10 +1,12 @@
 # 1NCE Product Proxy: the service's container image.
 #
-#   docker build -t 1nce-product-proxy:0.1.0 .
-#   docker run --rm -p 8080:8080 --read-only 1nce-product-proxy:0.1.0 --sandbox
+#   docker build -t 1nce-product-proxy:dev .
+#   docker run --rm -p 8080:8080 --read-only 1nce-product-proxy:dev --sandbox
 #
-# Arguments after the image name are passed to `python -m proxy` (`--sandbox` for the demo);
-# settings come from PROXY_* variables (README, "Configuration").
+# scripts/image.sh builds and tags it with the package's version (proxy/__init__.py).
+# Arguments after the image name are passed to `python -m proxy` (the same as `product-proxy`):
+# `--sandbox` for the demo, `check` to check the set-up, `--version`; settings come from
+# PROXY_* variables or files (README, "Configuration").
 #
 # Base image: PYTHON_IMAGE, a Python 3.11+ image whose `python3` has the `venv` module, used by
 # both stages (the venv's interpreter link must resolve in the runtime stage). It is pinned by
@@ -38,23 +40,32 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python3 -m venv /opt/venv
 
 WORKDIR /src
-# Only what the wheel is built from (.dockerignore admits nothing else to the context).
-COPY pyproject.toml README.md ./
+# The locked dependencies first (a layer that changes only with the lock), then only what
+# the wheel is built from (.dockerignore admits nothing else to the context).
+COPY requirements.lock ./
+# Every dependency, and setuptools to build the project with, at the exact versions of
+# requirements.lock, each file checked against its sha256 (./scripts/lock refreshes it).
+# Wheels only: the slim base has no compiler, and a wheel runs no code at install time.
+RUN /opt/venv/bin/python -m pip install --no-cache-dir --require-hashes --only-binary=:all: \
+        -r requirements.lock
+
+COPY pyproject.toml README.md LICENSE ./
 COPY proxy ./proxy
 
-# pip builds the project's wheel (setuptools, in an isolated build environment) and installs
-# it with the runtime dependencies. pip and setuptools are then removed from the venv (nothing
-# needs them at run time), and everything left is compiled to bytecode, so the service never
-# writes a .pyc (read-only root filesystem).
-RUN /opt/venv/bin/python -m pip install --no-cache-dir . \
+# The project itself, built with the locked setuptools and installed without resolving
+# anything again. pip and setuptools are then removed from the venv (nothing needs them at
+# run time), and everything left is compiled to bytecode, so the service never writes a
+# .pyc (read-only root filesystem).
+RUN /opt/venv/bin/python -m pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
     && /opt/venv/bin/python -m compileall -q /opt/venv \
-    && /opt/venv/bin/python -c "import proxy.__main__, proxy.sandbox"
+    && /opt/venv/bin/product-proxy --version
 
 # ---- runtime: the base image plus the venv, nothing else ----
 FROM ${PYTHON_IMAGE} AS runtime
 
 ARG PYTHON_IMAGE
+# The package's version; ./scripts/release keeps it equal (tests/unit/test_version.py).
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown

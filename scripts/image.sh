@@ -43,7 +43,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)"
+VERSION="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' proxy/__init__.py | head -n 1)"
 IMAGE="${IMAGE:-localhost/1nce-product-proxy:${VERSION}}"
 BASE_IMAGE="${BASE_IMAGE:-localhost/python-base:3.11}"
 PIP_BUILD_CA="${PIP_BUILD_CA-/etc/ssl/certs/ca-certificates.crt}"

@@ -69,18 +69,19 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,
     ]
-    renderer: Processor = (
-        structlog.dev.ConsoleRenderer(colors=False)
+    # The console renderer formats exceptions itself (and some structlog releases warn when
+    # format_exc_info runs ahead of it); JSON lines need them as a plain string field.
+    renderers: list[Processor] = (
+        [structlog.dev.ConsoleRenderer(colors=False)]
         if fmt == "console"
-        else structlog.processors.JSONRenderer()
+        else [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     )
     numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
             *shared,
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
+            *renderers,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
@@ -90,7 +91,7 @@ def configure_logging(
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
         )
     )
     root = logging.getLogger()

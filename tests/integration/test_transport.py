@@ -27,7 +27,7 @@ from proxy.upstream.errors import (
 )
 from proxy.upstream.transport import ACCEPT_ENCODING, Answer, exchange
 from tests.support.net import free_port
-from tests.support.sandbox import Sandbox
+from tests.support.sandbox import Sandbox, basic_auth
 from tests.support.settings import REPO_ROOT
 from tests.support.waiting import eventually
 
@@ -35,7 +35,7 @@ MakeServer = Callable[[web.Application], Awaitable[TestServer]]
 
 MIB = 2**20
 GRANT = {"grant_type": "client_credentials"}
-BASIC = {"Authorization": aiohttp.encode_basic_auth(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET)}
+BASIC = {"Authorization": basic_auth(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET)}
 COUNTED = re.compile(
     r'^\w*upstream_requests_total\{endpoint="(\w+)",outcome="(\w+)"\} ([0-9.e+]+)$', re.MULTILINE
 )
@@ -534,6 +534,7 @@ import aiohttp
 from proxy.observability.metrics import Metrics
 from proxy.upstream.errors import UpstreamError
 from proxy.upstream.transport import exchange
+from tests.support.sandbox import basic_auth
 
 async def main():
     metrics = Metrics()
@@ -541,7 +542,7 @@ async def main():
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         for base in sys.argv[3:]:
             grant = {"grant_type": "client_credentials"}
-            auth = {"Authorization": aiohttp.encode_basic_auth(sys.argv[1], sys.argv[2])}
+            auth = {"Authorization": basic_auth(sys.argv[1], sys.argv[2])}
             answer = await exchange(session, "POST", base + "/oauth/token", endpoint="token",
                                     headers=auth, json_body=grant, max_bytes=65536,
                                     metrics=metrics)

@@ -25,12 +25,13 @@ from proxy.sandbox import (
     create_sandbox_app,
     default_catalog,
 )
+from tests.support.sandbox import basic_auth
 from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 
 GRANT = {"grant_type": "client_credentials"}
-AUTH = {"Authorization": aiohttp.encode_basic_auth(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET)}
+AUTH = {"Authorization": basic_auth(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET)}
 JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 
 
@@ -102,7 +103,7 @@ async def test_upstream_routes_also_live_under_management_api(client: Client) ->
     [(SANDBOX_CLIENT_ID, "wrong-secret"), ("someone-else", SANDBOX_CLIENT_SECRET), ("", "")],
 )
 async def test_bad_credentials(client: Client, client_id: str, client_secret: str) -> None:
-    headers = {"Authorization": aiohttp.encode_basic_auth(client_id, client_secret)}
+    headers = {"Authorization": basic_auth(client_id, client_secret)}
     response = await client.post("/oauth/token", json=GRANT, headers=headers)
     assert response.status == 400
     assert await response.json() == {
@@ -115,7 +116,7 @@ async def test_bad_credentials(client: Client, client_id: str, client_secret: st
 async def test_custom_credentials(aiohttp_client: AiohttpClient) -> None:
     secret = secrets.token_urlsafe()
     client = await aiohttp_client(create_sandbox_app(client_id="me", client_secret=secret))
-    headers = {"Authorization": aiohttp.encode_basic_auth("me", secret)}
+    headers = {"Authorization": basic_auth("me", secret)}
     ok = await client.post("/oauth/token", json=GRANT, headers=headers)
     assert ok.status == 200
     default = await client.post("/oauth/token", json=GRANT, headers=AUTH)
@@ -810,7 +811,7 @@ async def test_token_oversized_body(client: Client) -> None:
     assert body.startswith(b'{"access_token":"abcdef')
     assert state_of(client).tokens_issued == 0
     # Bad credentials still get their usual answer.
-    bad = {"Authorization": aiohttp.encode_basic_auth(SANDBOX_CLIENT_ID, "wrong")}
+    bad = {"Authorization": basic_auth(SANDBOX_CLIENT_ID, "wrong")}
     refused = await client.post("/oauth/token", json=GRANT, headers=bad)
     assert refused.status == 400
 

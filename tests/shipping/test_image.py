@@ -333,14 +333,14 @@ def test_dockerignore_names_the_local_state_explicitly() -> None:
 def test_dockerignore_admits_what_the_build_copies() -> None:
     copies = dockerfile().stage("build").all("COPY")
     sources = [word for arguments in copies for word in arguments.split()[:-1]]
-    assert sources == ["pyproject.toml", "README.md", "proxy"]
+    assert sources == ["requirements.lock", "pyproject.toml", "README.md", "LICENSE", "proxy"]
     package = [
         path.relative_to(REPO_ROOT).as_posix()
         for path in (REPO_ROOT / "proxy").rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     ]
     assert "proxy/web/openapi.json" in package
-    for path in ["pyproject.toml", "README.md", *package]:
+    for path in ["requirements.lock", "pyproject.toml", "README.md", "LICENSE", *package]:
         assert in_context(path), path
 
 

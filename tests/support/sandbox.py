@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -12,6 +13,11 @@ from tests.support.net import HOST, free_port
 
 MakeProxy = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 """``make_proxy(**overrides)``: a test client of a new proxy in front of the sandbox."""
+
+
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization: Basic`` value, built by hand: aiohttp's helper differs by release."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class Sandbox:
