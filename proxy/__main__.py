@@ -1,41 +1,93 @@
-"""``python -m proxy [--sandbox]``: build settings, set up logging, serve."""
+"""``product-proxy`` (or ``python -m proxy``): serve, or ``check`` the set-up; ``--version``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
 
 from pydantic import ValidationError
 
+from proxy import __version__
+from proxy.check import run_checks
 from proxy.observability.logging import configure_logging
-from proxy.server import serve
-from proxy.settings import Settings, describe_errors, uvloop_available
+from proxy.server import sandbox_settings, serve, start_sandbox
+from proxy.settings import Settings, describe_errors, secrets_dir_problem, uvloop_available
+
+EXIT_BAD_SETTINGS = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the service; exit status 2 with one line per bad setting."""
-    parser = argparse.ArgumentParser(
-        prog="python -m proxy",
-        description="Caching proxy for the 1NCE product catalog. Settings: PROXY_* variables.",
-    )
-    parser.add_argument(
-        "--sandbox",
-        action="store_true",
-        help="start the built-in 1NCE emulator and use it as the upstream (no credentials)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        return _bad_settings(describe_errors(exc.errors()))
-    if not args.sandbox and (missing := settings.missing_credentials()):
+    """Run the command line; exit status 2 with one line per bad setting."""
+    args = _parser().parse_args(argv)
+    sandbox = args.sandbox or getattr(args, "check_sandbox", False)
+    settings_or_errors = load_settings(os.environ)
+    if isinstance(settings_or_errors, list):
+        return _bad_settings(settings_or_errors)
+    settings = settings_or_errors
+    if not sandbox and (missing := settings.missing_credentials()):
         return _bad_settings(missing)
+    if args.command == "check":
+        # The report goes to stdout; the parts' own warnings (why Redis did not answer) to
+        # stderr, and nothing below a warning, so the report stays readable.
+        configure_logging("warning", "console", stream=sys.stderr)
+        return asyncio.run(_check(settings, sandbox=sandbox))
     configure_logging(settings.log_level, settings.log_format)
     with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
-        runner.run(serve(settings, sandbox=args.sandbox))
+        runner.run(serve(settings, sandbox=sandbox))
     return 0
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings | list[str]:
+    """Build the settings from the environment (and ``PROXY_SECRETS_DIR``), or say what is wrong.
+
+    The secrets directory is read by pydantic-settings: one file per variable, named like it
+    (``PROXY_CLIENT_SECRET``), surrounding whitespace dropped; a variable set in the
+    environment wins over its file.
+    """
+    secrets_dir = environ.get("PROXY_SECRETS_DIR") or None
+    if secrets_dir is not None and (problem := secrets_dir_problem(secrets_dir)):
+        return [f"PROXY_SECRETS_DIR: {problem}"]
+    try:
+        return Settings(_secrets_dir=secrets_dir)
+    except ValidationError as exc:
+        return describe_errors(exc.errors())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="product-proxy",
+        description=(
+            "Caching proxy for the 1NCE product catalog. Settings: PROXY_* variables "
+            "(and files in PROXY_SECRETS_DIR). With no command, it serves."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sandbox_help = "use the built-in 1NCE emulator as the upstream (no credentials needed)"
+    parser.add_argument("--sandbox", action="store_true", help=sandbox_help)
+    commands = parser.add_subparsers(dest="command", metavar="command")
+    check = commands.add_parser(
+        "check",
+        help="check the settings, the store and the upstream's token endpoint, then exit",
+        description=(
+            "Check the settings, reach the store (Redis) and ask the upstream for a token, "
+            "once each; one line per check, no secret printed. Exit 0: all passed; "
+            "1: a check failed; 2: bad settings."
+        ),
+    )
+    # Its own name: a subcommand's default would overwrite ``product-proxy --sandbox check``.
+    check.add_argument("--sandbox", dest="check_sandbox", action="store_true", help=sandbox_help)
+    return parser
+
+
+async def _check(settings: Settings, *, sandbox: bool) -> int:
+    async with AsyncExitStack() as stack:
+        if sandbox:
+            settings = sandbox_settings(settings, await start_sandbox(stack))
+        return await run_checks(settings, sys.stdout)
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -50,8 +102,13 @@ def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None
 def _bad_settings(lines: list[str]) -> int:
     for line in lines:
         print(f"configuration error: {line}", file=sys.stderr)  # noqa: T201 - before logging exists
-    return 2
+    return EXIT_BAD_SETTINGS
+
+
+def console_script() -> None:
+    """Entry point of the ``product-proxy`` command."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_script()

@@ -9,10 +9,8 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 from aiohttp import web
 
-from proxy import __version__
 from proxy.appkeys import BACKPLANE, CATALOG, HTTP_SESSION, LIFECYCLE, METRICS, SETTINGS, Lifecycle
 from proxy.backplane.connect import connect
 from proxy.backplane.keys import KeySpace
@@ -25,6 +23,7 @@ from proxy.observability.metrics import CatalogGauges, Metrics
 from proxy.settings import Settings
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.models import PRODUCTS
+from proxy.upstream.session import open_session
 from proxy.upstream.token import TokenProvider
 from proxy.upstream.token_store import BackplaneTokens
 from proxy.upstream.windows import RateWindows
@@ -33,11 +32,8 @@ from proxy.web.openapi import OPENAPI, load_document
 from proxy.web.pipeline import RequestPipeline
 from proxy.web.routes import install_routes
 
-# Header fields up to 16 KB are accepted (SPEC 5); aiohttp's default is 8 KB.
+# Header fields up to 16 KB are accepted (docs/api.md); aiohttp's default is 8 KB.
 MAX_FIELD_SIZE = 16 * 1024
-# Bounds the upstream connections one replica opens; a fetch needs one or two.
-UPSTREAM_CONNECTIONS = 8
-CONNECT_TIMEOUT_CAP = 5.0
 FILL_WAIT_SLACK = 2.0
 
 
@@ -65,21 +61,7 @@ def _keys(settings: Settings) -> KeySpace:
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    # The client's own bound sits just past the fetch budget, so the budget's clearer
-    # timeout error wins; the connect bound is shorter so a refused host retries in time.
-    timeout = aiohttp.ClientTimeout(
-        total=settings.upstream_timeout + 1,
-        sock_connect=min(settings.upstream_timeout, CONNECT_TIMEOUT_CAP),
-    )
-    async with aiohttp.ClientSession(
-        timeout=timeout,
-        connector=aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        # Answers are inflated by our own reader, within PROXY_UPSTREAM_MAX_BYTES.
-        auto_decompress=False,
-        headers={"User-Agent": f"1nce-product-proxy/{__version__}"},
-    ) as session:
+    async with open_session(app[SETTINGS]) as session:
         app[HTTP_SESSION] = session
         yield
 
@@ -151,7 +133,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
     service = CatalogService(cache, upstream, tokens, admin_gate=admin_gate)
     app[CATALOG] = service
     # The keeper fills at once with warm-up on, else from the first caller on, and from then
-    # on keeps a usable catalog with no traffic needed (README, "Reliability").
+    # on keeps a usable catalog with no traffic needed (docs/reliability.md).
     cache.start(needed=settings.warmup)
     warmup = None
     if settings.warmup:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
@@ -73,6 +75,13 @@ class Settings(BaseSettings):
     redis_tls: bool = Field(
         default=False,
         description="TLS to the Redis Cluster nodes (a URL says it with rediss://).",
+    )
+    redis_ca_file: str | None = Field(
+        default=None,
+        description=(
+            "PEM CA bundle that verifies the Redis server's certificate (rediss:// URL, or "
+            f"Cluster with PROXY_REDIS_TLS). {_UNSET} Unset: the system's CAs."
+        ),
     )
     redis_sentinel_master: str = "mymaster"
     redis_sentinel_password: SecretStr | None = Field(
@@ -160,7 +169,7 @@ class Settings(BaseSettings):
     )
     warmup: bool = False
     # uvloop when installed (it is a dependency on Linux and macOS): the hit path measured
-    # faster with it (README, "Speed"); asyncio stays selectable for debugging.
+    # faster with it (docs/speed.md); asyncio stays selectable for debugging.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     @field_validator("upstream_url")
@@ -212,6 +221,31 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("redis_ca_file", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value:
+            return None
+        return value
+
+    @field_validator("redis_ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: str | None) -> str | None:
+        # Checked here, not on the first connection: a missing bundle would otherwise look
+        # like a Redis outage (/readyz "degraded") instead of the slip it is.
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError(_BLANK)
+        try:
+            with Path(value).open("rb") as bundle:
+                head = bundle.read(4096)
+        except OSError as exc:
+            raise ValueError(f"cannot read it ({exc.strerror or exc})") from None
+        if b"-----BEGIN CERTIFICATE-----" not in head:
+            raise ValueError("is not a PEM certificate bundle")
+        return value
+
     @field_validator("redis_sentinels", "redis_cluster_nodes", "api_keys", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
@@ -249,6 +283,11 @@ class Settings(BaseSettings):
                 f"{' and '.join(modes)} exclude each other; with Sentinel or Cluster, "
                 "use PROXY_REDIS_PASSWORD (and PROXY_REDIS_DB for Sentinel)"
             )
+        if self.redis_ca_file is not None and not self.redis_uses_tls:
+            raise ValueError(
+                "PROXY_REDIS_CA_FILE needs TLS to Redis: a rediss:// PROXY_REDIS_URL, or "
+                "PROXY_REDIS_CLUSTER_NODES with PROXY_REDIS_TLS=true"
+            )
         if self.lock_timeout <= self.upstream_timeout:
             # A lock that expires mid-fetch lets a second replica fetch the same catalog.
             raise ValueError("PROXY_LOCK_TIMEOUT must be longer than PROXY_UPSTREAM_TIMEOUT")
@@ -276,6 +315,13 @@ class Settings(BaseSettings):
                 "PROXY_CLIENT_SECRET: required (your 1NCE API client secret) unless --sandbox"
             )
         return missing
+
+    @property
+    def redis_uses_tls(self) -> bool:
+        """Whether connections to Redis use TLS (a rediss:// URL, or Cluster with TLS on)."""
+        if self.redis_url is not None:
+            return urlsplit(self.redis_url.get_secret_value()).scheme == "rediss"
+        return bool(self.redis_cluster_nodes) and self.redis_tls
 
     @property
     def account_hash(self) -> str:
@@ -318,6 +364,16 @@ def _refuse_blank_entry(entries: list[str]) -> None:
                 f"entry {position} of {len(entries)} is blank (a stray comma or space?); "
                 "leave the whole value empty for none"
             )
+
+
+def secrets_dir_problem(path: str) -> str | None:
+    """Say why ``path`` cannot serve as the secrets directory, or None when it can."""
+    directory = Path(path)
+    if not directory.is_dir():
+        return f"{path!r} is not a directory"
+    if not os.access(directory, os.R_OK | os.X_OK):
+        return f"{path!r} cannot be read"
+    return None
 
 
 def uvloop_available() -> bool:

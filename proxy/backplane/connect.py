@@ -49,6 +49,16 @@ def _common(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _tls(settings: Settings) -> dict[str, Any]:
+    """Certificate checks for TLS connections (redis-py verifies by default; made explicit)."""
+    if not settings.redis_uses_tls:
+        return {}
+    options: dict[str, Any] = {"ssl_cert_reqs": "required"}
+    if settings.redis_ca_file is not None:
+        options["ssl_ca_certs"] = settings.redis_ca_file
+    return options
+
+
 def _password(settings: Settings) -> str | None:
     password = settings.redis_password
     return password.get_secret_value() if password else None
@@ -64,6 +74,7 @@ def _url(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBackplan
         timeout=settings.redis_timeout,
         health_check_interval=HEALTH_CHECK_INTERVAL,
         **_common(settings),
+        **_tls(settings),
     )
     return _single(Redis.from_pool(pool), settings, channel=channel, metrics=metrics)
 
@@ -118,6 +129,7 @@ def _cluster(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBack
         **_common(settings),
         "password": _password(settings),
         "ssl": settings.redis_tls,
+        **_tls(settings),
     }
     client = RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in seeds],

@@ -9,7 +9,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -103,7 +111,7 @@ class _HotPathCollector:
 
     These move on every request, cache hits included, where prometheus_client's labelled
     children (a lock and several calls per update) cost more than the rest of the hit path
-    (README, "Speed"). The event loop is the only writer and scrapes run on it too, so plain
+    (docs/speed.md). The event loop is the only writer and scrapes run on it too, so plain
     integers are safe; the exposition is the same as Counter and Histogram would give.
     """
 
@@ -159,6 +167,11 @@ class Metrics:
         """Create the metrics on a new registry."""
         self.registry = CollectorRegistry()
         registry = self.registry
+        # The standard process_* (memory, CPU, open files), python_info and python_gc_*
+        # series, on this registry rather than the library's global one.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
         self._hot = _HotPathCollector()
         registry.register(self._hot)
         self._upstream = Counter(

@@ -6,6 +6,7 @@ import asyncio
 import platform
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -378,6 +379,37 @@ async def test_catalog_gauges_and_build_info(sandbox: Sandbox, make_proxy: MakeP
     assert age >= 0.5
     # The first fetch and the keeper's one failed refresh: scrapes never fetch.
     assert sandbox.state.products_requests == 2
+
+
+async def test_process_platform_and_gc_series_describe_this_process(make_proxy: MakeProxy) -> None:
+    client = await make_proxy()
+    metrics = await scrape(client)
+    rss = metrics.value("process_resident_memory_bytes")
+    assert rss is not None
+    assert rss == pytest.approx(_own_rss_bytes(), rel=0.5)
+    cpu = metrics.value("process_cpu_seconds_total")
+    assert cpu is not None
+    assert cpu > 0
+    open_fds = metrics.value("process_open_fds")
+    assert open_fds is not None
+    assert open_fds == pytest.approx(_own_open_fds(), abs=10)
+    version = platform.python_version_tuple()
+    info = metrics.values("python_info")
+    assert [dict(labels)["version"] for labels in info] == [".".join(version)]
+    generations = {
+        dict(labels)["generation"] for labels in metrics.values("python_gc_collections_total")
+    }
+    assert generations == {"0", "1", "2"}
+
+
+def _own_open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+def _own_rss_bytes() -> float:
+    fields = Path("/proc/self/status").read_text().split("VmRSS:", 1)[1].split()
+    assert fields[1] == "kB"
+    return float(fields[0]) * 1024
 
 
 async def test_redis_errors_and_redis_up_follow_redis(

