@@ -11,6 +11,8 @@ import base64
 import json
 import re
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -18,6 +20,10 @@ from typing import Any, cast
 import pytest
 import yaml
 
+from proxy import __version__
+from tests.support.net import free_port, http_status
+from tests.support.processes import ProxyProcess
+from tests.support.settings import clean_env
 from tests.support.tools import tool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +33,28 @@ EVERYTHING = HERE / "values-everything.yaml"
 REDIS_URL = HERE / "values-redis-url.yaml"
 SENTINEL_TLS = HERE / "values-sentinel-tls.yaml"
 REDIS_CLUSTER = HERE / "values-redis-cluster.yaml"
+WITH_REDIS = CHART / "examples" / "values-with-redis.yaml"
+WITH_SENTINEL = CHART / "examples" / "values-with-redis-sentinel.yaml"
+# Release name of each shared render (fixture ``renders``).
+RELEASES = {
+    "default": "pp",
+    "everything": "everything",
+    "redis-url": "cache",
+    "sentinel-tls": "tls",
+    "redis-cluster": "shards",
+    "example-redis": "catalog",
+    "example-sentinel": "catalog",
+}
+PROJECT_URL = "https://github.com/onence-product-proxy/onence-product-proxy"
+RUNBOOK = f"{PROJECT_URL}/blob/main/docs/runbook.md"
+SECRETS_DIR = "/var/run/secrets/product-proxy"
+REDIS_CA_DIR = "/etc/product-proxy/redis-ca"
+BUILT_IN_ALERTS = (
+    "ProductProxyCatalogStale",
+    "ProductProxyUpstreamErrors",
+    "ProductProxyRedisDown",
+    "ProductProxyHighErrorRatio",
+)
 NAMESPACE = "proxy"
 MONITORING_API = "monitoring.coreos.com/v1"
 MONITORING_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
@@ -119,13 +147,78 @@ def pod_spec(objects: list[Manifest]) -> dict[str, Any]:
 
 
 def container(objects: list[Manifest]) -> dict[str, Any]:
+    """The proxy container (sidecars, if any, come after it)."""
     containers = pod_spec(objects)["containers"]
-    assert len(containers) == 1
+    assert containers[0]["name"] == "proxy"
+    assert [c["name"] for c in containers].count("proxy") == 1
     return cast("dict[str, Any]", containers[0])
 
 
 def env(objects: list[Manifest]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in container(objects).get("env", [])}
+
+
+def volumes(objects: list[Manifest]) -> dict[str, dict[str, Any]]:
+    return {volume["name"]: volume for volume in pod_spec(objects)["volumes"]}
+
+
+def mounts(objects: list[Manifest]) -> dict[str, dict[str, Any]]:
+    """The proxy container's volume mounts by mount path."""
+    return {mount["mountPath"]: mount for mount in container(objects)["volumeMounts"]}
+
+
+def projected_refs(volume: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """File name to {name, key[, optional]} of a projected volume of Secret items."""
+    refs: dict[str, dict[str, Any]] = {}
+    for source in volume["projected"]["sources"]:
+        secret = source["secret"]
+        for item in secret["items"]:
+            assert item["path"] not in refs, item
+            refs[item["path"]] = {"name": secret["name"], "key": item["key"]}
+            if secret.get("optional"):
+                refs[item["path"]]["optional"] = True
+    return refs
+
+
+def secret_refs(objects: list[Manifest]) -> dict[str, dict[str, Any]]:
+    """Each secret variable the proxy reads, as {name, key[, optional]} of its Secret.
+
+    From the files of the secrets volume (secret.mountAsFiles, each named after its variable),
+    else from the env entries' secretKeyRefs: the same shape either way, so a test can compare
+    the two modes. In file mode no variable comes from a secretKeyRef.
+    """
+    from_env = {
+        name: cast("dict[str, Any]", item["valueFrom"]["secretKeyRef"])
+        for name, item in env(objects).items()
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    secrets = volumes(objects).get("secrets")
+    if secrets is None:
+        assert SECRETS_DIR not in mounts(objects)
+        assert "PROXY_SECRETS_DIR" not in env(objects)
+        return from_env
+    assert not from_env, from_env
+    assert secrets["projected"]["defaultMode"] == 0o440
+    assert mounts(objects)[SECRETS_DIR] == {
+        "name": "secrets",
+        "mountPath": SECRETS_DIR,
+        "readOnly": True,
+    }
+    assert env(objects)["PROXY_SECRETS_DIR"] == {"name": "PROXY_SECRETS_DIR", "value": SECRETS_DIR}
+    return projected_refs(secrets)
+
+
+def helm_test_pod(objects: list[Manifest]) -> Manifest:
+    """The helm test pod."""
+    pods = [obj for obj in objects if obj["kind"] == "Pod"]
+    assert len(pods) == 1
+    assert pods[0]["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    return pods[0]
+
+
+def helm_test_container(objects: list[Manifest]) -> dict[str, Any]:
+    (only,) = helm_test_pod(objects)["spec"]["containers"]
+    return cast("dict[str, Any]", only)
 
 
 def settings(objects: list[Manifest]) -> dict[str, str]:
@@ -188,12 +281,25 @@ def redis_cluster_objects() -> list[Manifest]:
 
 
 @pytest.fixture(scope="module")
+def with_redis_objects() -> list[Manifest]:
+    return render(RELEASES["example-redis"], (WITH_REDIS,))
+
+
+@pytest.fixture(scope="module")
+def with_sentinel_objects() -> list[Manifest]:
+    return render(RELEASES["example-sentinel"], (WITH_SENTINEL,))
+
+
+@pytest.fixture(scope="module")
 def renders(
+    *,
     default_objects: list[Manifest],
     everything_objects: list[Manifest],
     redis_url_objects: list[Manifest],
     sentinel_tls_objects: list[Manifest],
     redis_cluster_objects: list[Manifest],
+    with_redis_objects: list[Manifest],
+    with_sentinel_objects: list[Manifest],
 ) -> dict[str, list[Manifest]]:
     return {
         "default": default_objects,
@@ -201,21 +307,31 @@ def renders(
         "redis-url": redis_url_objects,
         "sentinel-tls": sentinel_tls_objects,
         "redis-cluster": redis_cluster_objects,
+        "example-redis": with_redis_objects,
+        "example-sentinel": with_sentinel_objects,
     }
 
 
 @pytest.fixture(scope="module")
-def checkov_result(
+def checkov_report(
     tmp_path_factory: pytest.TempPathFactory, renders: dict[str, list[Manifest]]
-) -> subprocess.CompletedProcess[str]:
-    """One checkov run (it is slow) over every render, with the chart's documented skips."""
+) -> dict[str, Any]:
+    """One checkov run (it is slow) over every render, with the chart's documented skips.
+
+    Its JSON report: ``results`` holds passed, failed and skipped checks, each naming its
+    resource (``Kind.namespace.name``).
+    """
     checkov = tool("checkov")
     directory = tmp_path_factory.mktemp("checkov")
     for name, objects in renders.items():
         (directory / f"{name}.yaml").write_text(yaml.safe_dump_all(objects), encoding="utf-8")
     args = [checkov, "--directory", str(directory), "--framework", "kubernetes"]
-    args += ["--config-file", str(CHART / ".checkov.yaml"), "--compact", "--quiet"]
-    return run(args, timeout=180)
+    args += ["--config-file", str(CHART / ".checkov.yaml"), "--output", "json"]
+    result = run(args, timeout=180)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    report = json.loads(result.stdout)
+    assert isinstance(report, dict), "one framework, one report"
+    return cast("dict[str, Any]", report)
 
 
 # helm lint and the values schema ---------------------------------------------------------------
@@ -223,8 +339,24 @@ def checkov_result(
 
 @pytest.mark.parametrize(
     "values",
-    [(), (EVERYTHING,), (REDIS_URL,), (SENTINEL_TLS,), (REDIS_CLUSTER,)],
-    ids=["default", "everything", "redis-url", "sentinel-tls", "redis-cluster"],
+    [
+        (),
+        (EVERYTHING,),
+        (REDIS_URL,),
+        (SENTINEL_TLS,),
+        (REDIS_CLUSTER,),
+        (WITH_REDIS,),
+        (WITH_SENTINEL,),
+    ],
+    ids=[
+        "default",
+        "everything",
+        "redis-url",
+        "sentinel-tls",
+        "redis-cluster",
+        "example-redis",
+        "example-sentinel",
+    ],
 )
 def test_lint_strict_passes(values: tuple[Path, ...]) -> None:
     args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE]
@@ -275,6 +407,11 @@ def test_lint_rejects_a_typo_too(tmp_path: Path) -> None:
         ("secret:\n  apiKeys: ['a,b']\n", "secret.apiKeys.0"),
         ("requireApiKeys: 'yes'\n", "requireApiKeys"),
         ("networkPolicy:\n  egress:\n    redis:\n      ports: [0]\n", "ports.0"),
+        ("extraVolumes:\n  - emptyDir: {}\n", "extraVolumes.0"),
+        ("extraVolumeMounts:\n  - name: x\n", "extraVolumeMounts.0"),
+        ("sidecars:\n  - name: x\n", "sidecars.0"),
+        ("sidecars: {name: x, image: y}\n", "sidecars"),
+        ("extraEnvFrom:\n  - not-an-object\n", "extraEnvFrom.0"),
     ],
 )
 def test_wrong_types_and_values_are_rejected(tmp_path: Path, values_yaml: str, named: str) -> None:
@@ -383,8 +520,16 @@ def test_readme_lists_every_value() -> None:
 
 
 def test_default_render_has_the_core_objects_only(default_objects: list[Manifest]) -> None:
-    # No credentials given: no Secret (the pods say what is missing, NOTES.txt warns).
-    assert kinds(default_objects) == ["ConfigMap", "Deployment", "Service", "ServiceAccount"]
+    # No credentials given: no Secret (the pods say what is missing, NOTES.txt warns). Two
+    # replicas: a PodDisruptionBudget. The Pod is the helm test.
+    assert kinds(default_objects) == [
+        "ConfigMap",
+        "Deployment",
+        "Pod",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceAccount",
+    ]
 
 
 def test_everything_render_has_every_object(everything_objects: list[Manifest]) -> None:
@@ -394,6 +539,7 @@ def test_everything_render_has_every_object(everything_objects: list[Manifest]) 
         "Deployment",
         "HorizontalPodAutoscaler",
         "NetworkPolicy",
+        "Pod",
         "PodDisruptionBudget",
         "PrometheusRule",
         "Service",
@@ -427,14 +573,10 @@ def test_every_object_has_the_recommended_labels_and_the_release_namespace(
     renders: dict[str, list[Manifest]],
 ) -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    everything = yaml.safe_load(EVERYTHING.read_text(encoding="utf-8"))
+    image_tags = {"everything": everything["image"]["tag"]}
     for name, objects in renders.items():
-        release = {
-            "default": "pp",
-            "everything": "everything",
-            "redis-url": "cache",
-            "sentinel-tls": "tls",
-            "redis-cluster": "shards",
-        }[name]
+        release = RELEASES[name]
         for obj in objects:
             where = f"{name}: {obj['kind']} {obj['metadata']['name']}"
             labels = obj["metadata"]["labels"]
@@ -442,7 +584,10 @@ def test_every_object_has_the_recommended_labels_and_the_release_namespace(
                 assert labels.get(label), f"{where} lacks {label}"
             assert labels["app.kubernetes.io/name"] == "product-proxy", where
             assert labels["app.kubernetes.io/instance"] == release, where
-            assert labels["app.kubernetes.io/version"] == chart["appVersion"], where
+            # The version of what runs: the image tag when one is set, else the appVersion.
+            assert labels["app.kubernetes.io/version"] == image_tags.get(
+                name, chart["appVersion"]
+            ), where
             assert labels["app.kubernetes.io/part-of"] == "1nce-product-proxy", where
             assert labels["app.kubernetes.io/managed-by"] == "Helm", where
             assert labels["helm.sh/chart"] == f"product-proxy-{chart['version']}", where
@@ -465,30 +610,43 @@ def test_service_and_deployment_select_the_pods(renders: dict[str, list[Manifest
 # The pod -------------------------------------------------------------------------------------
 
 
+def assert_restricted(spec: dict[str, Any], one_container: dict[str, Any]) -> None:
+    """Pod Security Standards "restricted", user 10001, read-only root, no token, no links."""
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["enableServiceLinks"] is False
+    pod_security = spec["securityContext"]
+    assert pod_security["runAsNonRoot"] is True
+    assert pod_security["runAsUser"] == 10001
+    # The secret files (mode 0440) belong to this group.
+    assert pod_security["fsGroup"] == 10001
+    assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = one_container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == 10001
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["privileged"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
 def test_pod_and_container_are_restricted(renders: dict[str, list[Manifest]]) -> None:
     for objects in renders.values():
         spec = pod_spec(objects)
-        assert spec["automountServiceAccountToken"] is False
-        assert spec["enableServiceLinks"] is False
-        pod_security = spec["securityContext"]
-        assert pod_security["runAsNonRoot"] is True
-        assert pod_security["runAsUser"] == 10001
-        assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
-        security = container(objects)["securityContext"]
-        assert security["runAsNonRoot"] is True
-        assert security["runAsUser"] == 10001
-        assert security["readOnlyRootFilesystem"] is True
-        assert security["allowPrivilegeEscalation"] is False
-        assert security["privileged"] is False
-        assert security["capabilities"] == {"drop": ["ALL"]}
-        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert_restricted(spec, container(objects))
         # The read-only root still gets a writable /tmp.
-        mounts = {m["mountPath"]: m["name"] for m in container(objects)["volumeMounts"]}
-        volumes = {v["name"]: v for v in spec["volumes"]}
-        assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 - a mount path, not a file
+        tmp = mounts(objects)["/tmp"]  # noqa: S108 - a mount path, not a file
+        assert "emptyDir" in volumes(objects)[tmp["name"]]
         account = [o for o in objects if o["kind"] == "ServiceAccount"]
         assert account[0]["automountServiceAccountToken"] is False
         assert spec["serviceAccountName"] == account[0]["metadata"]["name"]
+        # The helm test pod is as restricted, with the same contexts.
+        test_spec = helm_test_pod(objects)["spec"]
+        assert_restricted(test_spec, helm_test_container(objects))
+        assert test_spec["securityContext"] == spec["securityContext"]
+        assert (
+            helm_test_container(objects)["securityContext"] == container(objects)["securityContext"]
+        )
 
 
 def test_probes_ask_the_service_on_its_port(renders: dict[str, list[Manifest]]) -> None:
@@ -552,10 +710,10 @@ def test_pods_roll_when_settings_change() -> None:
 # Secrets and Redis ---------------------------------------------------------------------------
 
 
-def test_chart_secret_holds_the_set_values_and_env_reads_them(
-    redis_url_objects: list[Manifest],
-) -> None:
-    secret = one(redis_url_objects, "Secret")
+@pytest.mark.parametrize("as_files", [True, False], ids=["files", "env"])
+def test_chart_secret_holds_the_set_values_and_the_pods_read_them(as_files: bool) -> None:  # noqa: FBT001
+    objects = render("cache", (REDIS_URL,), (f"secret.mountAsFiles={str(as_files).lower()}",))
+    secret = one(objects, "Secret")
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert data == {
         "client-id": "example-client-id",
@@ -564,7 +722,6 @@ def test_chart_secret_holds_the_set_values_and_env_reads_them(
         "admin-token": "example-admin-token",
         "redis-url": "redis://:example-password@redis-master.data.svc:6379/0",
     }
-    variables = env(redis_url_objects)
     expected = {
         "PROXY_CLIENT_ID": "client-id",
         "PROXY_CLIENT_SECRET": "client-secret",
@@ -572,25 +729,95 @@ def test_chart_secret_holds_the_set_values_and_env_reads_them(
         "PROXY_ADMIN_TOKEN": "admin-token",
         "PROXY_REDIS_URL": "redis-url",
     }
-    assert set(variables) == set(expected)
-    for name, key in expected.items():
-        ref = variables[name]["valueFrom"]["secretKeyRef"]
-        assert ref == {"name": secret["metadata"]["name"], "key": key}, name
+    refs = secret_refs(objects)
+    assert refs == {
+        name: {"name": secret["metadata"]["name"], "key": key} for name, key in expected.items()
+    }
+    # Files when asked (the default), variables otherwise; never both.
+    assert ("secrets" in volumes(objects)) is as_files
+    secret_env = {"PROXY_SECRETS_DIR"} if as_files else set(expected)
+    assert set(env(objects)) == secret_env
     # Secrets never sit in the ConfigMap.
-    assert not set(expected) & set(settings(redis_url_objects))
-    assert "PROXY_REDIS_SENTINELS" not in settings(redis_url_objects)
+    assert not set(expected) & set(settings(objects))
+    assert "PROXY_SECRETS_DIR" not in settings(objects)
+    assert "PROXY_REDIS_SENTINELS" not in settings(objects)
+
+
+def test_secret_files_are_named_after_the_variables(redis_url_objects: list[Manifest]) -> None:
+    # The default: one projected volume, every item a required file named like its variable.
+    (source,) = volumes(redis_url_objects)["secrets"]["projected"]["sources"]
+    assert "optional" not in source["secret"]
+    assert [item["path"] for item in source["secret"]["items"]] == [
+        "PROXY_CLIENT_ID",
+        "PROXY_CLIENT_SECRET",
+        "PROXY_API_KEYS",
+        "PROXY_ADMIN_TOKEN",
+        "PROXY_REDIS_URL",
+    ]
+    # Nothing to read (no credentials): no volume, no PROXY_SECRETS_DIR.
+    assert secret_refs(render("pp")) == {}
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("existingSecret.name=creds",),
+        ("existingSecret.name=creds", "requireApiKeys=true"),
+        ("existingSecret.name=creds", "redis.mode=url"),
+        ("existingSecret.name=creds", "redis.mode=sentinel", "redis.sentinel.hosts={s:26379}"),
+        ("existingSecret.name=creds", "redis.mode=cluster", "redis.cluster.nodes={n:6379}"),
+        ("existingSecret.name=creds", "existingSecret.keys.adminToken="),
+        ("secret.clientId=id", "secret.clientSecret=x", "secret.apiKeys={a,b}"),
+        ("redis.mode=sentinel", "redis.sentinel.hosts={s:26379}", "secret.redisPassword=pw"),
+    ],
+)
+def test_files_and_variables_read_the_same_references(sets: tuple[str, ...]) -> None:
+    files = secret_refs(render("same", sets=sets))
+    variables = secret_refs(render("same", sets=(*sets, "secret.mountAsFiles=false")))
+    assert files == variables
+    assert files
+
+
+def test_optional_and_required_files_are_separate_sources() -> None:
+    # A missing key in an optional source is skipped; in a required one the pod does not start.
+    objects = render("keys", sets=("existingSecret.name=creds", "redis.mode=url"))
+    required, optional = volumes(objects)["secrets"]["projected"]["sources"]
+    assert "optional" not in required["secret"]
+    assert [item["path"] for item in required["secret"]["items"]] == [
+        "PROXY_CLIENT_ID",
+        "PROXY_CLIENT_SECRET",
+        "PROXY_REDIS_URL",
+    ]
+    assert optional["secret"]["optional"] is True
+    assert [item["path"] for item in optional["secret"]["items"]] == [
+        "PROXY_API_KEYS",
+        "PROXY_ADMIN_TOKEN",
+    ]
+    # With required API keys their file moves to the required source.
+    required_keys = render("keys", sets=("existingSecret.name=creds", "requireApiKeys=true"))
+    assert secret_refs(required_keys)["PROXY_API_KEYS"] == {"name": "creds", "key": "api-keys"}
+    # Only optional items: one source, optional as a whole.
+    objects = render(
+        "keys",
+        sets=(
+            "existingSecret.name=creds",
+            "existingSecret.keys.clientId=",
+            "existingSecret.keys.clientSecret=",
+        ),
+    )
+    (source,) = volumes(objects)["secrets"]["projected"]["sources"]
+    assert source["secret"]["optional"] is True
+    assert [item["path"] for item in source["secret"]["items"]] == [
+        "PROXY_API_KEYS",
+        "PROXY_ADMIN_TOKEN",
+    ]
 
 
 def test_existing_secret_is_referenced_and_no_secret_rendered(
     everything_objects: list[Manifest],
 ) -> None:
     assert "Secret" not in kinds(everything_objects)
-    variables = env(everything_objects)
-    refs = {
-        name: item["valueFrom"]["secretKeyRef"]
-        for name, item in variables.items()
-        if "valueFrom" in item
-    }
+    refs = secret_refs(everything_objects)
     assert refs == {
         "PROXY_CLIENT_ID": {"name": "product-proxy-credentials", "key": "onence-client-id"},
         "PROXY_CLIENT_SECRET": {"name": "product-proxy-credentials", "key": "onence-client-secret"},
@@ -612,18 +839,15 @@ def test_existing_secret_is_referenced_and_no_secret_rendered(
             "optional": True,
         },
     }
-    assert variables["TZ"] == {"name": "TZ", "value": "UTC"}
+    assert env(everything_objects)["TZ"] == {"name": "TZ", "value": "UTC"}
     annotations = deployment(everything_objects)["spec"]["template"]["metadata"]["annotations"]
     assert "checksum/secret" not in annotations
     assert "checksum/config" in annotations
 
 
 def api_keys_ref(*sets: str) -> dict[str, Any]:
-    """The secretKeyRef of PROXY_API_KEYS in a render with these --set assignments."""
-    return cast(
-        "dict[str, Any]",
-        env(render("keys", sets=sets))["PROXY_API_KEYS"]["valueFrom"]["secretKeyRef"],
-    )
+    """The Secret reference of PROXY_API_KEYS in a render with these --set assignments."""
+    return secret_refs(render("keys", sets=sets))["PROXY_API_KEYS"]
 
 
 def test_api_keys_in_the_values_are_a_required_reference() -> None:
@@ -664,27 +888,20 @@ def test_existing_secret_api_keys_stay_optional_when_the_switch_is_off(switch: s
 
 def test_api_keys_are_left_out_when_no_key_is_named() -> None:
     objects = render("keys", sets=("existingSecret.name=creds", "existingSecret.keys.apiKeys="))
-    assert "PROXY_API_KEYS" not in env(objects)
-    assert "PROXY_API_KEYS" not in env(render("keys", sets=("requireApiKeys=false",)))
+    assert "PROXY_API_KEYS" not in secret_refs(objects)
+    assert "PROXY_API_KEYS" not in secret_refs(render("keys", sets=("requireApiKeys=false",)))
 
 
 def test_sentinel_tls_values_require_the_api_keys(sentinel_tls_objects: list[Manifest]) -> None:
-    refs = {
-        name: item["valueFrom"]["secretKeyRef"]
-        for name, item in env(sentinel_tls_objects).items()
-        if "valueFrom" in item
-    }
+    refs = secret_refs(sentinel_tls_objects)
     assert refs["PROXY_API_KEYS"] == {"name": "proxy-credentials", "key": "api-keys"}
     assert refs["PROXY_ADMIN_TOKEN"]["optional"] is True
 
 
 def test_existing_secret_in_url_mode_requires_the_url_key() -> None:
     objects = render("cache", sets=("existingSecret.name=creds", "redis.mode=url"))
-    assert env(objects)["PROXY_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": "creds",
-        "key": "redis-url",
-    }
-    assert "PROXY_REDIS_PASSWORD" not in env(objects)
+    assert secret_refs(objects)["PROXY_REDIS_URL"] == {"name": "creds", "key": "redis-url"}
+    assert "PROXY_REDIS_PASSWORD" not in secret_refs(objects)
 
 
 def test_sentinel_mode_sets_the_sentinels(everything_objects: list[Manifest]) -> None:
@@ -694,7 +911,7 @@ def test_sentinel_mode_sets_the_sentinels(everything_objects: list[Manifest]) ->
     )
     assert config["PROXY_REDIS_SENTINEL_MASTER"] == "mymaster"
     assert config["PROXY_REDIS_DB"] == "2"
-    assert "PROXY_REDIS_URL" not in env(everything_objects)
+    assert "PROXY_REDIS_URL" not in secret_refs(everything_objects)
     assert "PROXY_REDIS_URL" not in config
 
 
@@ -711,11 +928,11 @@ def test_sentinel_passwords_from_the_charts_secret() -> None:
     )
     secret = one(objects, "Secret")
     assert sorted(secret["data"]) == ["client-id", "client-secret", "redis-password"]
-    assert env(objects)["PROXY_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+    assert secret_refs(objects)["PROXY_REDIS_PASSWORD"] == {
         "name": secret["metadata"]["name"],
         "key": "redis-password",
     }
-    assert "PROXY_REDIS_SENTINEL_PASSWORD" not in env(objects)
+    assert "PROXY_REDIS_SENTINEL_PASSWORD" not in secret_refs(objects)
     assert settings(objects)["PROXY_REDIS_SENTINELS"] == "sentinel-a:26379,sentinel-b:26379"
 
 
@@ -732,8 +949,8 @@ def test_cluster_mode_sets_the_nodes_tls_and_password(
     secret = one(redis_cluster_objects, "Secret")
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert data["redis-password"] == "example-cluster-password"
-    variables = env(redis_cluster_objects)
-    assert variables["PROXY_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+    variables = secret_refs(redis_cluster_objects)
+    assert variables["PROXY_REDIS_PASSWORD"] == {
         "name": secret["metadata"]["name"],
         "key": "redis-password",
     }
@@ -753,9 +970,9 @@ def test_cluster_mode_without_tls_and_with_an_existing_secret() -> None:
     config = settings(objects)
     assert config["PROXY_REDIS_CLUSTER_NODES"] == "node-0:6379,[fd00::7]:6379"
     assert config["PROXY_REDIS_TLS"] == "false"
-    variables = env(objects)
+    variables = secret_refs(objects)
     # The nodes' password is an optional key of the Secret, as with Sentinel.
-    assert variables["PROXY_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+    assert variables["PROXY_REDIS_PASSWORD"] == {
         "name": "creds",
         "key": "redis-password",
         "optional": True,
@@ -823,13 +1040,31 @@ def test_network_policy_allows_callers_scraper_dns_redis_and_1nce(
     everything_objects: list[Manifest],
 ) -> None:
     spec = one(everything_objects, "NetworkPolicy")["spec"]
-    assert len(spec["ingress"]) == 2  # callers, then Prometheus
+    assert len(spec["ingress"]) == 3  # callers, Prometheus, then the helm test pod
     for rule in spec["ingress"]:
         assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
         assert rule["from"]
+    # The test pod gets in whatever ingressFrom allows, and only this release's test pod.
+    test_labels = helm_test_pod(everything_objects)["metadata"]["labels"]
+    (peer,) = spec["ingress"][2]["from"]
+    assert set(peer) == {"podSelector"}
+    assert selects(peer["podSelector"]["matchLabels"], test_labels)
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "test"
+    pod_labels = deployment(everything_objects)["spec"]["template"]["metadata"]["labels"]
+    assert not selects(peer["podSelector"]["matchLabels"], pod_labels)
     allowed = {(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]}
     assert {(53, "UDP"), (53, "TCP"), (6379, "TCP"), (26379, "TCP"), (443, "TCP")} <= allowed
     assert all(rule.get("to") for rule in spec["egress"])
+
+
+def test_network_policy_has_no_test_rule_without_tests() -> None:
+    objects = render("np", sets=("networkPolicy.enabled=true", "tests.enabled=false"))
+    assert "Pod" not in kinds(objects)
+    ingress = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert [rule["from"] for rule in ingress] == [
+        [{"podSelector": {}}],
+        [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+    ]
 
 
 def test_network_policy_leaves_redis_out_without_redis() -> None:
@@ -981,11 +1216,13 @@ def test_grafana_dashboard_is_real_json_about_the_proxy_metrics(
     assert maps[0]["metadata"]["annotations"] == {"grafana_folder": "Services"}
     (document,) = maps[0]["data"].values()
     dashboard = json.loads(document)
+    assert dashboard == json.loads((CHART / "files" / "dashboard.json").read_text(encoding="utf-8"))
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
     assert len(panels) >= 8
     expressions = [t["expr"] for p in panels for t in p["targets"]]
     used = set().union(*(metric_names(e) for e in expressions))
-    assert all(metric_names(e) for e in expressions), "a panel without a proxy metric"
+    # Each query reads a proxy metric or a process metric of prometheus_client's collectors.
+    assert all(metric_names(e) or "process_" in e for e in expressions), "a query of neither"
     assert used <= readme_metric_names(), used - readme_metric_names()
     for metric in (
         "product_proxy_http_requests_total",
@@ -1002,6 +1239,43 @@ def test_grafana_dashboard_is_real_json_about_the_proxy_metrics(
     assert "by (route, status)" in text
     assert "by (endpoint, outcome)" in text
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_dashboard_shows_memory_cpu_and_file_descriptors_by_pod() -> None:
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text(encoding="utf-8"))
+    panels = {p["title"]: p for p in dashboard["panels"] if p["type"] != "row"}
+    selector = 'namespace="$namespace", job="$job"'
+    expected = {
+        "Memory (resident) by pod": (
+            "bytes",
+            f"sum by (pod) (process_resident_memory_bytes{{{selector}}})",
+        ),
+        "CPU by pod": (
+            "short",
+            f"sum by (pod) (rate(process_cpu_seconds_total{{{selector}}}[5m]))",
+        ),
+        "Open file descriptors by pod": ("short", f"sum by (pod) (process_open_fds{{{selector}}})"),
+    }
+    for title, (unit, expression) in expected.items():
+        panel = panels[title]
+        assert panel["type"] == "timeseries"
+        assert panel["fieldConfig"]["defaults"]["unit"] == unit
+        first = panel["targets"][0]
+        assert first["expr"] == expression, title
+        assert first["legendFormat"] == "{{pod}}"
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    limit = panels["Open file descriptors by pod"]["targets"][1]
+    assert limit["expr"] == f"min(process_max_fds{{{selector}}})"
+    # Below every other panel, side by side, without overlapping.
+    boxes = [panels[title]["gridPos"] for title in expected]
+    bottom = max(
+        p["gridPos"]["y"] + p["gridPos"]["h"]
+        for p in dashboard["panels"]
+        if p["title"] not in expected and p["type"] != "row"
+    )
+    assert all(box["y"] > bottom for box in boxes)
+    assert [box["x"] for box in boxes] == [0, 8, 16]
+    assert all(box["w"] == 8 for box in boxes)
 
 
 # Alerts --------------------------------------------------------------------------------------
@@ -1161,22 +1435,513 @@ def test_renders_pass_kubernetes_validate_strict(
     assert result.stdout.count("passed for resource") == checked - monitoring
 
 
+def checked(report: dict[str, Any], outcome: str) -> set[tuple[str, str]]:
+    """(check id, resource) pairs of one outcome (passed, failed, skipped) in a checkov report."""
+    results = report["results"][f"{outcome}_checks"]
+    return {(result["check_id"], result["resource"]) for result in results}
+
+
 @pytest.mark.timeout(240)  # checkov's first start on a fresh machine is slow
 def test_checkov_passes_with_the_documented_skips(
-    checkov_result: subprocess.CompletedProcess[str],
+    checkov_report: dict[str, Any], renders: dict[str, list[Manifest]]
 ) -> None:
-    output = checkov_result.stdout + checkov_result.stderr
-    assert checkov_result.returncode == 0, output
-    assert "Failed checks: 0" in output, output
+    assert not checked(checkov_report, "failed"), checked(checkov_report, "failed")
+    assert checkov_report["summary"]["failed"] == 0
+    passed = checked(checkov_report, "passed")
+    for name, objects in renders.items():
+        proxy = f"Deployment.{NAMESPACE}.{deployment(objects)['metadata']['name']}"
+        test = f"Pod.{NAMESPACE}.{helm_test_pod(objects)['metadata']['name']}"
+        # Secrets as files, not environment variables, in every render (no skip any more);
+        # the helm test pod is checked like the Deployment.
+        assert ("CKV_K8S_35", proxy) in passed, name
+        for check in ("CKV_K8S_35", "CKV_K8S_22", "CKV_K8S_28", "CKV_K8S_37", "CKV_K8S_11"):
+            assert (check, test) in passed, (name, check)
 
 
-def test_every_checkov_skip_has_a_reason_here_and_in_the_readme() -> None:
+@pytest.mark.timeout(240)
+def test_only_the_test_pod_skips_probe_checks(checkov_report: dict[str, Any]) -> None:
+    skipped = checked(checkov_report, "skipped")
+    assert skipped
+    assert {check for check, _ in skipped} == {"CKV_K8S_8", "CKV_K8S_9"}
+    assert all(resource.startswith("Pod.") for _, resource in skipped), skipped
+
+
+def test_every_checkov_skip_has_a_reason_here_and_in_the_readme(
+    default_objects: list[Manifest],
+) -> None:
     config = (CHART / ".checkov.yaml").read_text(encoding="utf-8")
     readme = (CHART / "README.md").read_text(encoding="utf-8")
     lines = config.splitlines()
     skips = yaml.safe_load(config)["skip-check"]
     assert skips
+    # Secrets are files now: CKV_K8S_35 (secrets as environment variables) is no longer skipped.
+    assert "CKV_K8S_35" not in skips
+    assert "CKV_K8S_35" not in "\n".join(
+        path.read_text(encoding="utf-8") for path in CHART.rglob("*.yaml")
+    )
     for check in skips:
         index = lines.index(f"  - {check}")
         assert lines[index - 1].lstrip().startswith("#"), f"{check} has no reason"
         assert f"`{check}`" in readme, f"{check} not explained in README.md"
+    # The test pod's own skips (annotations "CKV_K8S_8=<reason>") are explained there too.
+    annotations = helm_test_pod(default_objects)["metadata"]["annotations"]
+    inline = {key: value for key, value in annotations.items() if key.startswith("checkov.io/")}
+    assert sorted(value.split("=")[0] for value in inline.values()) == ["CKV_K8S_8", "CKV_K8S_9"]
+    for value in inline.values():
+        check, reason = value.split("=")
+        assert reason.strip(), check
+        assert f"`{check}`" in readme, f"{check} not explained in README.md"
+
+
+# The helm test pod -----------------------------------------------------------------------------
+
+
+def test_helm_test_pod_is_a_hook_that_runs_the_services_image(
+    renders: dict[str, list[Manifest]],
+) -> None:
+    for name, objects in renders.items():
+        pod = helm_test_pod(objects)
+        assert pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == (
+            "before-hook-creation,hook-succeeded"
+        )
+        assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
+        spec = pod["spec"]
+        assert spec["restartPolicy"] == "Never"
+        test = helm_test_container(objects)
+        # The same image (tag or digest) and pull policy as the Deployment.
+        assert test["image"] == container(objects)["image"], name
+        assert test["imagePullPolicy"] == container(objects)["imagePullPolicy"]
+        assert spec.get("imagePullSecrets") == pod_spec(objects).get("imagePullSecrets")
+        # python -c, no shell; the script compiles.
+        assert test["command"][:2] == ["python", "-c"]
+        assert len(test["command"]) == 3
+        compile(test["command"][2], "<helm test>", "exec")
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(test["resources"][kind]), kind
+        # Through the Service: its name and port.
+        service = one(objects, "Service")
+        base = f"http://{service['metadata']['name']}.{NAMESPACE}.svc:8080"
+        assert test["env"][0] == {"name": "TEST_BASE_URL", "value": base}
+        # It is never selected by the Service or the PodDisruptionBudget.
+        assert not selects(service["spec"]["selector"], pod["metadata"]["labels"])
+    digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    assert helm_test_container(renders["everything"])["image"].endswith(f"@{digest}")
+    assert (
+        helm_test_pod(renders["everything"])["spec"]["tolerations"]
+        == (pod_spec(renders["everything"])["tolerations"])
+    )
+
+
+def test_helm_test_pod_is_left_out_when_tests_are_off() -> None:
+    assert "Pod" not in kinds(render("pp", sets=("tests.enabled=false",)))
+
+
+def test_helm_test_pod_reads_only_the_api_keys_as_a_file(redis_url_objects: list[Manifest]) -> None:
+    pod = helm_test_pod(redis_url_objects)
+    test = helm_test_container(redis_url_objects)
+    (volume,) = pod["spec"]["volumes"]
+    # Only the API keys, from the same Secret and key as the Deployment's file.
+    assert projected_refs(volume) == {
+        "PROXY_API_KEYS": secret_refs(redis_url_objects)["PROXY_API_KEYS"],
+    }
+    assert volume["projected"]["defaultMode"] == 0o440
+    assert test["volumeMounts"] == [
+        {"name": volume["name"], "mountPath": SECRETS_DIR, "readOnly": True}
+    ]
+    assert {"name": "TEST_API_KEYS_FILE", "value": f"{SECRETS_DIR}/PROXY_API_KEYS"} in test["env"]
+    assert not any("valueFrom" in item for item in test["env"])
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("secret.apiKeys={key-a,key-b}",),
+        ("existingSecret.name=creds",),
+        ("existingSecret.name=creds", "requireApiKeys=true"),
+        ("existingSecret.name=creds", "existingSecret.keys.apiKeys=caller-keys"),
+    ],
+)
+def test_helm_test_pod_reads_the_api_keys_as_the_deployment_does(sets: tuple[str, ...]) -> None:
+    files = render("keys", sets=sets)
+    (volume,) = helm_test_pod(files)["spec"]["volumes"]
+    assert projected_refs(volume)["PROXY_API_KEYS"] == secret_refs(files)["PROXY_API_KEYS"]
+    variables = render("keys", sets=(*sets, "secret.mountAsFiles=false"))
+    test = helm_test_container(variables)
+    keys = {item["name"]: item for item in test["env"]}
+    assert (
+        keys["TEST_API_KEYS"]["valueFrom"]["secretKeyRef"]
+        == (secret_refs(variables)["PROXY_API_KEYS"])
+    )
+    assert "volumes" not in helm_test_pod(variables)["spec"]
+
+
+def test_helm_test_pod_sends_no_key_when_the_pods_read_none() -> None:
+    for sets in ((), ("existingSecret.name=creds", "existingSecret.keys.apiKeys=")):
+        test = helm_test_container(render("open", sets=sets))
+        assert [item["name"] for item in test["env"]] == ["TEST_BASE_URL"]
+        assert "volumeMounts" not in test
+
+
+def run_helm_test_script(
+    script: str, base_url: str, **variables: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the test pod's ``python -c`` script here, with an HTTP proxy that must be bypassed."""
+    unused_proxy = f"http://127.0.0.1:{free_port()}"
+    environment = clean_env() | {
+        "TEST_BASE_URL": base_url,
+        "http_proxy": unused_proxy,
+        "HTTP_PROXY": unused_proxy,
+        "no_proxy": "",
+        "NO_PROXY": "",
+        **variables,
+    }
+    return subprocess.run(  # noqa: S603 - this interpreter and the chart's own script
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=environment,
+    )
+
+
+@pytest.mark.timeout(90)
+def test_helm_test_script_passes_against_a_live_service_and_fails_otherwise(
+    redis_url_objects: list[Manifest], tmp_path: Path
+) -> None:
+    script = helm_test_container(redis_url_objects)["command"][2]
+    keys = tmp_path / "PROXY_API_KEYS"
+    # As the Secret holds it: comma-separated; the file may end with a newline.
+    keys.write_text("key-for-billing,key-for-provisioning\n", encoding="utf-8")
+    service_env = {"PROXY_API_KEYS": "key-for-billing,key-for-provisioning", "PROXY_WARMUP": "true"}
+    with ProxyProcess(service_env, args=["--sandbox"]) as proxy:
+        for _ in range(100):
+            if http_status(proxy.port, "/readyz") == 200:
+                break
+            time.sleep(0.1)
+        from_file = run_helm_test_script(script, proxy.url, TEST_API_KEYS_FILE=str(keys))
+        from_env = run_helm_test_script(script, proxy.url, TEST_API_KEYS="key-for-billing")
+        wrong = run_helm_test_script(script, proxy.url, TEST_API_KEYS="not-a-key")
+        missing = run_helm_test_script(script, proxy.url)
+    assert from_file.returncode == 0, from_file.stdout + from_file.stderr
+    assert re.fullmatch(
+        rf"ok: {re.escape(proxy.url)}/readyz 200, /v1/products 200 with [1-9][0-9]* products\n",
+        from_file.stdout,
+    ), from_file.stdout
+    assert from_env.returncode == 0, from_env.stdout + from_env.stderr
+    for failed in (wrong, missing):
+        assert failed.returncode == 1
+        assert f"GET {proxy.url}/v1/products answered 401" in failed.stderr, failed.stderr
+    down = run_helm_test_script(script, proxy.url, TEST_API_KEYS="key-for-billing")
+    assert down.returncode == 1
+    assert "Connection refused" in down.stderr, down.stderr
+
+
+# Extra volumes, envFrom and sidecars ------------------------------------------------------------
+
+
+def test_extra_volumes_mounts_env_from_and_sidecars_reach_the_deployment(tmp_path: Path) -> None:
+    values = tmp_path / "extras.yaml"
+    values.write_text(
+        """
+extraEnvFrom:
+  - configMapRef:
+      name: more-settings
+  - secretRef:
+      name: more-secrets
+      optional: true
+extraVolumes:
+  - name: shared
+    emptyDir:
+      sizeLimit: 8Mi
+extraVolumeMounts:
+  - name: shared
+    mountPath: /var/run/shared
+sidecars:
+  - name: log-shipper
+    image: registry.example.com/log-shipper:1.0
+    volumeMounts:
+      - name: shared
+        mountPath: /shared
+        readOnly: true
+""",
+        encoding="utf-8",
+    )
+    objects = render("extras", (REDIS_URL, values))
+    proxy = container(objects)
+    # After the chart's own ConfigMap, so the chart's settings and env still win.
+    assert proxy["envFrom"] == [
+        {"configMapRef": {"name": "extras-product-proxy"}},
+        {"configMapRef": {"name": "more-settings"}},
+        {"secretRef": {"name": "more-secrets", "optional": True}},
+    ]
+    assert [m["mountPath"] for m in proxy["volumeMounts"]] == [
+        "/tmp",  # noqa: S108 - a mount path, not a file
+        SECRETS_DIR,
+        "/var/run/shared",
+    ]
+    assert list(volumes(objects)) == ["tmp", "secrets", "shared"]
+    assert volumes(objects)["shared"] == {"name": "shared", "emptyDir": {"sizeLimit": "8Mi"}}
+    containers = pod_spec(objects)["containers"]
+    assert [c["name"] for c in containers] == ["proxy", "log-shipper"]
+    assert containers[1]["volumeMounts"] == [
+        {"name": "shared", "mountPath": "/shared", "readOnly": True}
+    ]
+
+
+def test_extras_are_empty_by_default(default_objects: list[Manifest]) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    for key in ("extraEnvFrom", "extraVolumes", "extraVolumeMounts", "sidecars"):
+        assert values[key] == [], key
+    assert len(pod_spec(default_objects)["containers"]) == 1
+    assert container(default_objects)["envFrom"] == [{"configMapRef": {"name": "pp-product-proxy"}}]
+
+
+# Redis CA bundle -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("secretName=redis-tls", {"secret": {"secretName": "redis-tls"}}),
+        ("configMapName=redis-ca", {"configMap": {"name": "redis-ca"}}),
+    ],
+)
+def test_redis_ca_bundle_is_mounted_and_named(source: str, expected: dict[str, Any]) -> None:
+    sets = ("redis.mode=url", "secret.redisUrl=rediss://redis.data.svc:6380/0")
+    objects = render(
+        "ca", sets=(*sets, f"redis.caBundle.{source}", "redis.caBundle.key=bundle.pem")
+    )
+    volume = volumes(objects)["redis-ca"]
+    (kind,) = expected
+    assert {key: volume[kind][key] for key in expected[kind]} == expected[kind]
+    assert volume[kind]["items"] == [{"key": "bundle.pem", "path": "bundle.pem"}]
+    assert volume[kind]["defaultMode"] == 0o444
+    assert mounts(objects)[REDIS_CA_DIR] == {
+        "name": "redis-ca",
+        "mountPath": REDIS_CA_DIR,
+        "readOnly": True,
+    }
+    assert env(objects)["PROXY_REDIS_CA_FILE"] == {
+        "name": "PROXY_REDIS_CA_FILE",
+        "value": f"{REDIS_CA_DIR}/bundle.pem",
+    }
+    assert "PROXY_REDIS_CA_FILE" not in settings(objects)
+
+
+def test_redis_ca_bundle_with_a_url_the_chart_cannot_read() -> None:
+    # A URL in an existingSecret: the chart cannot tell rediss:// and trusts the values.
+    sets = ("redis.mode=url", "existingSecret.name=creds", "redis.caBundle.secretName=redis-tls")
+    objects = render("ca", sets=sets)
+    assert env(objects)["PROXY_REDIS_CA_FILE"]["value"] == f"{REDIS_CA_DIR}/ca.crt"
+
+
+def test_redis_ca_bundle_defaults_to_ca_crt_and_works_without_secret_files() -> None:
+    sets = ("redis.mode=cluster", "redis.cluster.nodes={n:6379}", "redis.tls=true")
+    objects = render(
+        "ca", sets=(*sets, "redis.caBundle.secretName=redis-tls", "secret.mountAsFiles=false")
+    )
+    assert env(objects)["PROXY_REDIS_CA_FILE"]["value"] == f"{REDIS_CA_DIR}/ca.crt"
+    assert volumes(objects)["redis-ca"]["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+
+
+def test_no_redis_ca_bundle_by_default(renders: dict[str, list[Manifest]]) -> None:
+    for objects in renders.values():
+        assert "redis-ca" not in volumes(objects)
+        assert "PROXY_REDIS_CA_FILE" not in env(objects)
+
+
+def test_redis_ca_bundle_from_both_a_secret_and_a_config_map_is_refused() -> None:
+    sets = ("redis.mode=url", "secret.redisUrl=rediss://r:6380/0")
+    both = ("redis.caBundle.secretName=a", "redis.caBundle.configMapName=b")
+    result = helm(*template_args("bad", sets=(*sets, *both)))
+    assert result.returncode != 0
+    assert "redis.caBundle" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("redis.caBundle.secretName=a",), "redis.caBundle is set but redis.mode is none"),
+        (
+            (
+                "redis.mode=sentinel",
+                "redis.sentinel.hosts={s:26379}",
+                "redis.caBundle.secretName=a",
+            ),
+            "redis.caBundle is set but redis.mode is sentinel",
+        ),
+        (
+            ("redis.mode=url", "secret.redisUrl=redis://r:6379/0", "redis.caBundle.secretName=a"),
+            "redis.caBundle is set but secret.redisUrl is not a rediss:// URL",
+        ),
+        (
+            (
+                "redis.mode=cluster",
+                "redis.cluster.nodes={n:6379}",
+                "redis.caBundle.configMapName=b",
+            ),
+            "redis.caBundle is set but redis.tls is false",
+        ),
+    ],
+)
+def test_redis_ca_bundle_without_tls_to_redis_is_refused(
+    sets: tuple[str, ...], message: str
+) -> None:
+    result = helm(*template_args("bad", sets=sets))
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+# PodDisruptionBudget ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sets", "rendered"),
+    [
+        ((), True),  # replicaCount 2
+        (("replicaCount=1",), False),
+        (("replicaCount=3",), True),
+        (("autoscaling.enabled=true", "autoscaling.minReplicas=1", "replicaCount=5"), False),
+        (("autoscaling.enabled=true", "autoscaling.minReplicas=2", "replicaCount=1"), True),
+        (("podDisruptionBudget.enabled=false", "replicaCount=3"), False),
+        (("podDisruptionBudget.enabled=true", "replicaCount=1"), True),
+        (("podDisruptionBudget.enabled=null", "replicaCount=1"), False),
+    ],
+)
+def test_pdb_is_on_when_more_than_one_replica_runs(sets: tuple[str, ...], rendered: bool) -> None:  # noqa: FBT001
+    objects = render("pdb", sets=sets)
+    budgets = [obj for obj in objects if obj["kind"] == "PodDisruptionBudget"]
+    assert len(budgets) == int(rendered)
+    if rendered:
+        assert budgets[0]["spec"]["minAvailable"] == 1
+        assert selects(
+            budgets[0]["spec"]["selector"]["matchLabels"],
+            deployment(objects)["spec"]["template"]["metadata"]["labels"],
+        )
+
+
+def test_pdb_default_is_auto() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    assert values["podDisruptionBudget"]["enabled"] is None
+    result = helm(*template_args("bad", sets=("podDisruptionBudget.enabled=auto",)))
+    assert result.returncode != 0
+    assert "podDisruptionBudget.enabled" in result.stderr, result.stderr
+
+
+# Runbook links ---------------------------------------------------------------------------------
+
+
+def test_every_built_in_alert_links_its_runbook_heading(
+    everything_objects: list[Manifest],
+) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    assert values["prometheusRule"]["runbookBaseUrl"] == RUNBOOK
+    rules = alerts(everything_objects)
+    assert set(BUILT_IN_ALERTS) <= set(rules)
+    for name in BUILT_IN_ALERTS:
+        assert rules[name]["annotations"]["runbook_url"] == f"{RUNBOOK}#{name.lower()}"
+    assert rules["ProductProxyCatalogStale"]["annotations"]["runbook_url"].endswith(
+        "/docs/runbook.md#productproxycatalogstale"
+    )
+    # Additional rules are the user's: passed through as given.
+    assert "runbook_url" not in rules["ProductProxyNoReplicas"]["annotations"]
+
+
+def test_runbook_base_url_can_move_or_go() -> None:
+    base = "https://wiki.example.com/runbooks/product-proxy"
+    sets = ("prometheusRule.enabled=true", f"prometheusRule.runbookBaseUrl={base}")
+    moved = alerts(render("pp", sets=sets, monitoring_api=True))
+    assert {rule["annotations"]["runbook_url"] for rule in moved.values()} == {
+        f"{base}#{name.lower()}" for name in BUILT_IN_ALERTS
+    }
+    gone = alerts(
+        render(
+            "pp",
+            sets=("prometheusRule.enabled=true", "prometheusRule.runbookBaseUrl="),
+            monitoring_api=True,
+        )
+    )
+    assert set(gone) == set(BUILT_IN_ALERTS)
+    assert not any("runbook_url" in rule["annotations"] for rule in gone.values())
+
+
+# The Redis examples ----------------------------------------------------------------------------
+
+
+def test_example_with_redis_reads_the_url_from_the_secret(
+    with_redis_objects: list[Manifest],
+) -> None:
+    assert "Secret" not in kinds(with_redis_objects)
+    assert secret_refs(with_redis_objects) == {
+        "PROXY_CLIENT_ID": {"name": "product-proxy", "key": "client-id"},
+        "PROXY_CLIENT_SECRET": {"name": "product-proxy", "key": "client-secret"},
+        "PROXY_API_KEYS": {"name": "product-proxy", "key": "api-keys"},
+        "PROXY_REDIS_URL": {"name": "product-proxy", "key": "redis-url"},
+        "PROXY_ADMIN_TOKEN": {"name": "product-proxy", "key": "admin-token", "optional": True},
+    }
+    config = settings(with_redis_objects)
+    assert not {key for key in config if key.startswith(("PROXY_REDIS_SENTINEL", "PROXY_REDIS_CL"))}
+    assert list(volumes(with_redis_objects)) == ["tmp", "secrets"]
+    assert env(with_redis_objects) == {
+        "PROXY_SECRETS_DIR": {"name": "PROXY_SECRETS_DIR", "value": SECRETS_DIR}
+    }
+    # The helm test sends one of the required API keys.
+    (volume,) = helm_test_pod(with_redis_objects)["spec"]["volumes"]
+    assert projected_refs(volume) == {
+        "PROXY_API_KEYS": {"name": "product-proxy", "key": "api-keys"}
+    }
+    redis_rule = one(with_redis_objects, "NetworkPolicy")["spec"]["egress"][1]
+    assert redis_rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
+    assert redis_rule["to"][0]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "data"}
+    }
+
+
+def test_example_with_sentinel_names_the_bitnami_sentinels(
+    with_sentinel_objects: list[Manifest],
+) -> None:
+    config = settings(with_sentinel_objects)
+    assert config["PROXY_REDIS_SENTINELS"] == ",".join(
+        f"redis-node-{n}.redis-headless.data.svc:26379" for n in range(3)
+    )
+    assert config["PROXY_REDIS_SENTINEL_MASTER"] == "mymaster"
+    refs = secret_refs(with_sentinel_objects)
+    # One password (Bitnami's) for the master and the Sentinels, from one key.
+    assert (
+        refs["PROXY_REDIS_PASSWORD"]
+        == refs["PROXY_REDIS_SENTINEL_PASSWORD"]
+        == {
+            "name": "product-proxy",
+            "key": "redis-password",
+            "optional": True,
+        }
+    )
+    assert refs["PROXY_API_KEYS"] == {"name": "product-proxy", "key": "api-keys"}
+    assert "PROXY_REDIS_URL" not in refs
+    redis_rule = one(with_sentinel_objects, "NetworkPolicy")["spec"]["egress"][1]
+    assert sorted(port["port"] for port in redis_rule["ports"]) == [6379, 26379]
+
+
+def test_readme_gives_the_commands_for_each_example() -> None:
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Running with a Redis", 1)[1].split("\n## ", 1)[0]
+    for path in (WITH_REDIS, WITH_SENTINEL):
+        assert f"-f helm/product-proxy/examples/{path.name}" in section, path.name
+    assert "helm install redis oci://registry-1.docker.io/bitnamicharts/redis" in section
+    assert "--set architecture=standalone" in section
+    assert "--set architecture=replication --set sentinel.enabled=true" in section
+
+
+# Chart metadata --------------------------------------------------------------------------------
+
+
+def test_chart_names_its_home_sources_and_maintainers() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    assert chart["version"] == "0.2.0"
+    assert chart["appVersion"] == __version__
+    assert chart["home"] == PROJECT_URL
+    assert chart["sources"] == [PROJECT_URL]
+    assert chart["maintainers"] == [{"name": "Product Proxy maintainers", "url": PROJECT_URL}]
+    # A placeholder address, and said to be one.
+    assert "placeholder" in (CHART / "Chart.yaml").read_text(encoding="utf-8")

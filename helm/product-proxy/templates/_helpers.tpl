@@ -95,6 +95,36 @@ helm.sh/chart: {{ include "product-proxy.chart" .ctx }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+"true" when a PodDisruptionBudget is rendered: podDisruptionBudget.enabled, or when that is null,
+whether more than one replica runs (autoscaling.minReplicas with the HPA, else replicaCount).
+*/}}
+{{- define "product-proxy.pdb.render" -}}
+{{- $enabled := .Values.podDisruptionBudget.enabled -}}
+{{- if kindIs "invalid" $enabled -}}
+{{- $replicas := ternary .Values.autoscaling.minReplicas .Values.replicaCount .Values.autoscaling.enabled -}}
+{{- if gt (int $replicas) 1 -}}true{{- end -}}
+{{- else if $enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* Where redis.caBundle is mounted; PROXY_REDIS_CA_FILE is the bundle's file in it. */}}
+{{- define "product-proxy.redisCaDir" -}}/etc/product-proxy/redis-ca{{- end -}}
+
+{{/* "true" when redis.caBundle names a Secret or a ConfigMap. */}}
+{{- define "product-proxy.redisCa" -}}
+{{- if or .Values.redis.caBundle.secretName .Values.redis.caBundle.configMapName -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The runbook_url annotation of a built-in alert: prometheusRule.runbookBaseUrl plus the alert's
+heading anchor there (the name in lower case); nothing when the base is empty. Argument: dict ctx alert.
+*/}}
+{{- define "product-proxy.runbookUrl" -}}
+{{- with .ctx.Values.prometheusRule.runbookBaseUrl -}}
+runbook_url: {{ printf "%s#%s" . (lower $.alert) | quote }}
+{{- end -}}
+{{- end -}}
+
 {{/* Checks across values that the schema cannot express; each fails with one clear line. */}}
 {{- define "product-proxy.validate" -}}
 {{- $c := .Values.config -}}
@@ -131,6 +161,16 @@ helm.sh/chart: {{ include "product-proxy.chart" .ctx }}
 {{- if and (not (has .Values.redis.mode (list "sentinel" "cluster"))) .Values.secret.redisPassword -}}
 {{- fail "secret.redisPassword is for redis.mode=sentinel or cluster (with redis.mode=url the password goes in secret.redisUrl)" -}}
 {{- end -}}
+{{- /* The service refuses PROXY_REDIS_CA_FILE without TLS to Redis: rediss:// or a TLS cluster. */ -}}
+{{- if and (include "product-proxy.redisCa" .) (has .Values.redis.mode (list "none" "sentinel")) -}}
+{{- fail (printf "redis.caBundle is set but redis.mode is %s (the CA bundle verifies Redis over TLS: a rediss:// URL, or a cluster with redis.tls)" .Values.redis.mode) -}}
+{{- end -}}
+{{- if and (include "product-proxy.redisCa" .) (eq .Values.redis.mode "url") .Values.secret.redisUrl (not (hasPrefix "rediss://" (lower .Values.secret.redisUrl))) -}}
+{{- fail "redis.caBundle is set but secret.redisUrl is not a rediss:// URL (the CA bundle verifies Redis over TLS)" -}}
+{{- end -}}
+{{- if and (include "product-proxy.redisCa" .) (eq .Values.redis.mode "cluster") (not .Values.redis.tls) -}}
+{{- fail "redis.caBundle is set but redis.tls is false (set redis.tls=true for TLS to the cluster nodes)" -}}
+{{- end -}}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
 {{- end -}}
@@ -161,30 +201,19 @@ null, whether secret.apiKeys has keys.
 
 {{/* Container environment ------------------------------------------------------------------ */}}
 
-{{/* One env entry read from the Secret. Argument: dict ctx name key optional. */}}
-{{- define "product-proxy.secretEnv" -}}
-- name: {{ .name }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "product-proxy.secretName" .ctx }}
-      key: {{ .key }}
-      {{- if .optional }}
-      optional: true
-      {{- end }}
-{{- end -}}
-
 {{/*
-Secret settings, as env entries. The chart's own Secret holds only the values that are set, so
-only those are referenced. An existing Secret is referenced by the configured key names: the
-1NCE credentials (and the Redis URL in url mode, and the API keys when required) must be
-there, the rest are optional.
+The secret settings the pods read, as a JSON list of {var, key, optional}: the variable, its key
+in the Secret, and whether the reference may be missing. The chart's own Secret holds only the
+values that are set, so only those are listed (none optional). An existing Secret is listed by
+the configured key names: the 1NCE credentials (and the Redis URL in url mode, and the API keys
+when required) must be there, the rest are optional.
 */}}
-{{- define "product-proxy.secretEnvs" -}}
+{{- define "product-proxy.secretItems" -}}
 {{- $mode := .Values.redis.mode -}}
 {{- $sentinel := eq $mode "sentinel" -}}
 {{- $password := has $mode (list "sentinel" "cluster") -}}
 {{- /* variable, values key, wanted in this mode, required in an existing Secret */ -}}
-{{- $items := list
+{{- $candidates := list
   (list "PROXY_CLIENT_ID" "clientId" true true)
   (list "PROXY_CLIENT_SECRET" "clientSecret" true true)
   (list "PROXY_API_KEYS" "apiKeys" true (eq (include "product-proxy.apiKeysRequired" .) "true"))
@@ -192,20 +221,75 @@ there, the rest are optional.
   (list "PROXY_REDIS_URL" "redisUrl" (eq $mode "url") true)
   (list "PROXY_REDIS_PASSWORD" "redisPassword" $password false)
   (list "PROXY_REDIS_SENTINEL_PASSWORD" "redisSentinelPassword" $sentinel false) -}}
-{{- range $items -}}
+{{- $items := list -}}
+{{- range $candidates -}}
 {{- $var := index . 0 -}}
 {{- $field := index . 1 -}}
 {{- if index . 2 -}}
 {{- if $.Values.existingSecret.name -}}
 {{- $key := index $.Values.existingSecret.keys $field -}}
-{{- if $key }}
-{{ include "product-proxy.secretEnv" (dict "ctx" $ "name" $var "key" $key "optional" (not (index . 3))) }}
+{{- if $key -}}
+{{- $items = append $items (dict "var" $var "key" $key "optional" (not (index . 3))) -}}
 {{- end -}}
-{{- else if index $.Values.secret $field }}
-{{ include "product-proxy.secretEnv" (dict "ctx" $ "name" $var "key" (kebabcase $field)) }}
+{{- else if index $.Values.secret $field -}}
+{{- $items = append $items (dict "var" $var "key" (kebabcase $field) "optional" false) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- toJson $items -}}
+{{- end -}}
+
+{{/* Where the secret files are mounted (secret.mountAsFiles); PROXY_SECRETS_DIR points here. */}}
+{{- define "product-proxy.secretsDir" -}}/var/run/secrets/product-proxy{{- end -}}
+
+{{/* Secret settings as env entries (secret.mountAsFiles=false). Argument: dict ctx items. */}}
+{{- define "product-proxy.secretEnvs" -}}
+{{- range .items }}
+- name: {{ .var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "product-proxy.secretName" $.ctx }}
+      key: {{ .key }}
+      {{- if .optional }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A projected volume of secret items, each a file named after its variable (secret.mountAsFiles).
+Required items and optional ones are separate sources: an optional source skips a missing key
+(or Secret), a required one keeps the pod from starting without it. Mode 0440, readable through
+podSecurityContext.fsGroup. Argument: dict ctx name items.
+*/}}
+{{- define "product-proxy.secretVolume" -}}
+{{- $required := list -}}
+{{- $optional := list -}}
+{{- range .items -}}
+{{- if .optional -}}
+{{- $optional = append $optional . -}}
+{{- else -}}
+{{- $required = append $required . -}}
+{{- end -}}
+{{- end -}}
+- name: {{ .name }}
+  projected:
+    defaultMode: 288  # 0440
+    sources:
+      {{- range $source := list (dict "items" $required "optional" false) (dict "items" $optional "optional" true) }}
+      {{- if $source.items }}
+      - secret:
+          name: {{ include "product-proxy.secretName" $.ctx }}
+          {{- if $source.optional }}
+          optional: true
+          {{- end }}
+          items:
+            {{- range $source.items }}
+            - key: {{ .key }}
+              path: {{ .var }}
+            {{- end }}
+      {{- end }}
+      {{- end }}
 {{- end -}}
 
 {{/* The chart's Secret data: key (kebab-case of the values key) to value, only when set. */}}
