@@ -9,7 +9,7 @@ from proxy.cache.entry import CatalogEntry
 
 @dataclass(frozen=True, slots=True)
 class Freshness:
-    """The freshness policy of SPEC section 6, as plain arithmetic on an entry's age."""
+    """The freshness policy as plain arithmetic on an entry's age (docs/reliability.md)."""
 
     ttl: float
     stale_ttl: float

@@ -46,7 +46,7 @@ class ChargeLine:
 
 @dataclass(frozen=True, slots=True)
 class SimplifiedProduct:
-    """One product as the internal API shows it (SPEC section 5, "Simplified product").
+    """One product as the internal API shows it (docs/api.md, "The simplified catalog").
 
     ``price_key`` (the one-time total in EUR, ``None`` without one) and ``search_text`` (name
     and material, case-folded, one per line) are derived from the other fields.

@@ -1,4 +1,4 @@
-"""JSON errors for every failure a caller can see, in the shape of SPEC section 5."""
+"""JSON errors for every failure a caller can see, in the shape docs/api.md ("Errors") gives."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 It is applied to each route's handler when the route is added, not as aiohttp middleware:
 a middleware chain adds two coroutine layers and a route lookup to every request, cache hits
-included, which measured as a sixth of the hit path (README, "Speed"). The price is that a
+included, which measured as a sixth of the hit path (docs/speed.md). The price is that a
 route added straight to the router (``router.add_get``) would skip it all, API keys included,
 so the pipeline remembers every handler it wrapped and :meth:`RequestPipeline.check_routes`
 refuses, at start-up, any route whose handler it did not wrap. Paths and methods no route

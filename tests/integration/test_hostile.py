@@ -44,7 +44,7 @@ KEY: Headers = (("Authorization", f"Bearer {API_KEY}"),)
 ADMIN: Headers = (("Authorization", f"Bearer {ADMIN_TOKEN}"),)
 # No answer may carry more than this many consecutive characters of what the caller sent.
 ECHO_LIMIT = 200
-# The service takes header fields up to 16 KB (SPEC 5); a value of exactly that must be served.
+# The service takes header fields up to 16 KB (docs/api.md); a value of exactly that must be served.
 HEADER_LIMIT = 16 * 1024
 ANSWER_SECONDS = 5.0
 
@@ -805,9 +805,9 @@ MALFORMED: tuple[tuple[str, bytes], ...] = (
 @pytest.mark.slow
 async def test_malformed_http_is_refused_and_the_service_keeps_serving() -> None:
     # The HTTP parser refuses these before any handler runs, so they are sent to the real
-    # server (`python -m proxy`). Its answers are aiohttp's own plain-text 400s (the README says
-    # so); what the service guarantees is a 4xx, a closed connection, no traceback in its log,
-    # and that it keeps serving.
+    # server (`python -m proxy`). Its answers are aiohttp's own plain-text 400s (docs/api.md,
+    # "Errors", says so); what the service guarantees is a 4xx, a closed connection, no
+    # traceback in its log, and that it keeps serving.
     broken = []
     with ProxyProcess(
         {"PROXY_API_KEYS": API_KEY, "PROXY_LOG_LEVEL": "info", "PROXY_ACCESS_LOG": "off"},

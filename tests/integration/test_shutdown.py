@@ -139,7 +139,7 @@ async def test_sigterm_lets_in_flight_requests_finish_then_exits_0(
     assert answer["refreshed"] is True
     statuses = [reply.headers["Cache-Status"] for reply in replies]
     # The 20 GETs shared one fetch: exactly one of them started it. The refresh, asked after
-    # that fetch began, waited it out and made its own (README, "Admin refresh").
+    # that fetch began, waited it out and made its own (docs/design.md, "Admin refresh").
     assert set(statuses) <= {MISS, COLLAPSED}
     assert statuses.count(MISS) == 1
     assert answer["collapsed"] is False
@@ -169,8 +169,8 @@ async def test_sigterm_exits_within_the_grace_when_a_request_outlasts_it(
     assert reply.status == 0, reply  # cut off at the grace: it could not finish
     assert "Traceback" not in proxy.log_text(), proxy.log_text()
     assert events(proxy)[-1] == "stopped", proxy.log_text()
-    # PROXY_SHUTDOWN_GRACE bounds the whole drain (README: keep it below the pod's grace
-    # period, which Kubernetes enforces with SIGKILL); a little slack for closing down.
+    # PROXY_SHUTDOWN_GRACE bounds the whole drain (docs/configuration.md: keep it below the
+    # pod's grace period, which Kubernetes enforces with SIGKILL); a little slack for closing down.
     assert grace <= exited_after < grace + 0.75, f"exited {exited_after:.2f} s after SIGTERM"
 
 

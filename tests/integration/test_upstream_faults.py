@@ -1,4 +1,4 @@
-"""SPEC 6 failure modes: a warm cache hides them, a cold one reports them; none is cached."""
+"""Upstream failures (docs/reliability.md): a warm cache hides them, a cold one reports them."""
 
 from __future__ import annotations
 

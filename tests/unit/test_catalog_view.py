@@ -15,7 +15,7 @@ from proxy.catalog.view import CatalogView, ChargeLine, SimplifiedProduct, simpl
 from proxy.sandbox import default_catalog
 from proxy.upstream.models import Product, parse_catalog
 
-SPEC_EXAMPLE = json.loads(
+DOCUMENTED_EXAMPLE = json.loads(
     """
     {"id": 1001, "name": "1NCE IoT FlexSIM - Standard", "material": "1NCE FlexSIM",
      "category": "sim", "grade": "industrial", "form_factor": "2ff/3ff/4ff",
@@ -63,15 +63,15 @@ def select(view: CatalogView, *pairs: tuple[str, str]) -> list[int]:
 
 
 def test_spec_example_from_the_sandbox(sandbox: CatalogView) -> None:
-    assert sandbox.by_id[1001].to_json() == SPEC_EXAMPLE
-    assert list(sandbox.by_id[1001].to_json()) == list(SPEC_EXAMPLE)
-    assert json.loads(json.dumps(sandbox.by_id[1001].to_json())) == SPEC_EXAMPLE
+    assert sandbox.by_id[1001].to_json() == DOCUMENTED_EXAMPLE
+    assert list(sandbox.by_id[1001].to_json()) == list(DOCUMENTED_EXAMPLE)
+    assert json.loads(json.dumps(sandbox.by_id[1001].to_json())) == DOCUMENTED_EXAMPLE
 
 
 def test_every_sandbox_product_serializes(sandbox: CatalogView) -> None:
     for product in sandbox.products:
         body = product.to_json()
-        assert set(body) == set(SPEC_EXAMPLE)
+        assert set(body) == set(DOCUMENTED_EXAMPLE)
         assert body["category"] in {category.value for category in Category}
         json.dumps(body)
 
@@ -103,7 +103,7 @@ def test_to_json_is_a_fresh_copy(sandbox: CatalogView) -> None:
     body = sandbox.by_id[1001].to_json()
     body["one_time_total"]["EUR"] = "0.00"
     body["one_time"].clear()
-    assert sandbox.by_id[1001].to_json() == SPEC_EXAMPLE
+    assert sandbox.by_id[1001].to_json() == DOCUMENTED_EXAMPLE
 
 
 def test_simplified_product_is_frozen(sandbox: CatalogView) -> None:

@@ -1,4 +1,4 @@
-"""Freshness: arithmetic on an entry's age at the boundaries of SPEC section 6."""
+"""Freshness: arithmetic on an entry's age at the boundaries docs/reliability.md describes."""
 
 from __future__ import annotations
 

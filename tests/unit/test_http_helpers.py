@@ -1,6 +1,6 @@
 """Helpers of the HTTP layer: caching headers, ETag matching, bearer keys, kept answers.
 
-``cache_headers`` and ``etag_matches`` serve ``GET /v1/products`` (SPEC section 5);
+``cache_headers`` and ``etag_matches`` serve ``GET /v1/products`` (docs/api.md, "Cache headers");
 ``bearer_matches`` checks API keys and the admin token; ``Answers`` keeps finished answers
 per Lookup.
 """

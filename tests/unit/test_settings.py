@@ -1,4 +1,4 @@
-"""Settings: SPEC section 4 defaults, ``PROXY_*`` parsing, and secret-free error lines."""
+"""Settings: documented defaults, ``PROXY_*`` parsing, and secret-free error lines."""
 
 from __future__ import annotations
 
