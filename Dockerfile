@@ -92,11 +92,13 @@ USER 10001:10001
 
 EXPOSE 8080
 
-# Liveness from inside the container, with python (slim images have no curl); it follows
-# PROXY_PORT, bypasses any HTTP proxy set in the environment and probes 127.0.0.1, so keep
-# PROXY_HOST at its default (0.0.0.0) or a loopback address. Kubernetes ignores HEALTHCHECK
-# (the chart's probes use /healthz and /readyz); Docker and Podman use it.
+# Liveness from inside the container, with python (slim images have no curl): GET /healthz on
+# PROXY_MANAGEMENT_PORT when it is set (the probes are served there and only there), else on
+# PROXY_PORT. It reads the container's environment (a port set only in a mounted .env is not
+# seen), bypasses any HTTP proxy set there and probes 127.0.0.1, so keep PROXY_HOST at its
+# default (0.0.0.0) or a loopback address. Kubernetes ignores HEALTHCHECK (the chart's probes
+# use /healthz and /readyz); Docker and Podman use it.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request as u; port = os.environ.get('PROXY_PORT', '8080'); opener = u.build_opener(u.ProxyHandler({})); sys.exit(0 if opener.open(f'http://127.0.0.1:{port}/healthz', timeout=2).status == 200 else 1)"]
+    CMD ["python", "-c", "import os, sys, urllib.request as u; port = os.environ.get('PROXY_MANAGEMENT_PORT') or os.environ.get('PROXY_PORT') or '8080'; opener = u.build_opener(u.ProxyHandler({})); sys.exit(0 if opener.open(f'http://127.0.0.1:{port}/healthz', timeout=2).status == 200 else 1)"]
 
 ENTRYPOINT ["python", "-m", "proxy"]

@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
-from proxy.appkeys import BACKPLANE, CATALOG, HTTP_SESSION, LIFECYCLE, METRICS, SETTINGS, Lifecycle
+from proxy.appkeys import (
+    BACKPLANE,
+    CALLERS,
+    CATALOG,
+    HTTP_SESSION,
+    LIFECYCLE,
+    METRICS,
+    SETTINGS,
+    Lifecycle,
+)
 from proxy.backplane.connect import connect
 from proxy.backplane.keys import KeySpace
 from proxy.cache.freshness import Freshness
 from proxy.cache.readthrough import CatalogCache
+from proxy.callers.keys import parse_entries
+from proxy.callers.registry import Callers
+from proxy.callers.tokens import CallerTokens
 from proxy.catalog.service import CatalogService
 from proxy.coordination.rate import RateGate
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import CatalogGauges, Metrics
+from proxy.observability.tracing import Tracing
 from proxy.settings import Settings
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.models import PRODUCTS
@@ -37,9 +52,18 @@ MAX_FIELD_SIZE = 16 * 1024
 FILL_WAIT_SLACK = 2.0
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the service; resources open on startup and close on cleanup, in order."""
+def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.Application:
+    """Build the service; resources open on startup and close on cleanup, in order.
+
+    ``tracing`` (from :func:`~proxy.observability.tracing.start_tracing`) puts each request
+    in a server span; None leaves tracing out of every path.
+    """
     metrics = Metrics()
+    callers = Callers(
+        parse_entries(key.get_secret_value() for key in settings.api_keys),
+        key_file=Path(settings.api_keys_file) if settings.api_keys_file else None,
+        tokens=CallerTokens(),
+    )
     app = web.Application(
         handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE},
     )
@@ -48,16 +72,32 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app[OPENAPI] = load_document()
     app[ANSWERS] = Answers()
-    app.cleanup_ctx.extend([_http_session, _backplane, _catalog])
-    pipeline = RequestPipeline(
-        access_log=settings.access_log, metrics=metrics, api_keys=settings.api_keys
+    app[CALLERS] = callers
+    app.cleanup_ctx.extend(
+        [
+            _callers,
+            _http_session,
+            functools.partial(_backplane, tracing=tracing),
+            functools.partial(_catalog, tracing=tracing),
+        ]
     )
-    install_routes(app, pipeline)
+    pipeline = RequestPipeline(
+        access_log=settings.access_log, metrics=metrics, callers=callers, tracing=tracing
+    )
+    install_routes(app, pipeline, management_port_split=settings.management_port is not None)
     return app
 
 
 def _keys(settings: Settings) -> KeySpace:
     return KeySpace(settings.key_prefix, settings.account_hash)
+
+
+async def _callers(app: web.Application) -> AsyncIterator[None]:
+    # The key file (if any) is read before the first request and watched from then on.
+    callers = app[CALLERS]
+    callers.start(app[SETTINGS].api_keys_reload_interval)
+    yield
+    await callers.close()
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
@@ -66,16 +106,18 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _backplane(app: web.Application) -> AsyncIterator[None]:
+async def _backplane(app: web.Application, *, tracing: Tracing | None) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    backplane = connect(settings, channel=_keys(settings).events, metrics=app[METRICS])
+    backplane = connect(
+        settings, channel=_keys(settings).events, metrics=app[METRICS], tracing=tracing
+    )
     await backplane.start()
     app[BACKPLANE] = backplane
     yield
     await backplane.close()
 
 
-async def _catalog(app: web.Application) -> AsyncIterator[None]:
+async def _catalog(app: web.Application, *, tracing: Tracing | None) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
     session = app[HTTP_SESSION]
@@ -104,6 +146,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         shared=BackplaneTokens(backplane, key=keys.token),
         turns=turns(keys.token_lock, "token"),
         max_wait=settings.upstream_timeout,
+        tracing=tracing,
     )
     upstream = UpstreamClient(
         session,
@@ -115,6 +158,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         metrics=metrics,
         max_bytes=settings.upstream_max_bytes,
         retry_after_max=settings.retry_after_max,
+        tracing=tracing,
     )
     cache = CatalogCache(
         store=backplane,
@@ -126,6 +170,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         # to the upstream timeout. Only past both (and a slack) does a waiter fetch alone.
         max_wait=settings.lock_timeout + settings.upstream_timeout + FILL_WAIT_SLACK,
         metrics=metrics,
+        tracing=tracing,
     )
     metrics.watch_catalog(lambda: _catalog_gauges(cache))
     backplane.on("catalog", cache.shared_changed)

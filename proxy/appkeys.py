@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from proxy.backplane.interface import Backplane
+from proxy.callers.registry import Callers
 from proxy.catalog.service import CatalogService
 from proxy.observability.metrics import Metrics
 from proxy.settings import Settings
@@ -27,3 +28,4 @@ HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 BACKPLANE: web.AppKey[Backplane] = web.AppKey("backplane")
 CATALOG = web.AppKey("catalog", CatalogService)
 METRICS = web.AppKey("metrics", Metrics)
+CALLERS = web.AppKey("callers", Callers)

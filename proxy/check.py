@@ -62,7 +62,12 @@ def _print(finding: Finding, out: TextIO) -> None:
 
 
 def _settings_finding(settings: Settings) -> Finding:
-    api = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "API open (no keys)"
+    if settings.api_keys_file:
+        api = f"API keys from {settings.api_keys_file}"
+    elif settings.api_keys:
+        api = f"{len(settings.api_keys)} API key(s)"
+    else:
+        api = "API open (no keys)"
     admin = "admin on" if settings.admin_token is not None else "admin off"
     return Finding(
         "settings",

@@ -12,10 +12,14 @@ from pydantic import SecretStr
 
 from proxy.app import create_app
 from proxy.appkeys import LIFECYCLE
+from proxy.observability.tracing import start_tracing
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, create_sandbox_app
 from proxy.settings import Settings
+from proxy.web.management import create_management_app
 
 logger = structlog.get_logger(__name__)
+# Probes and scrapes are quick: after the API's drain the management port closes in seconds.
+MANAGEMENT_SHUTDOWN_TIMEOUT = 1.0
 
 
 async def start_sandbox(stack: AsyncExitStack) -> str:
@@ -51,19 +55,46 @@ async def serve(settings: Settings, *, sandbox: bool = False) -> None:
             upstream_url = await start_sandbox(stack)
             settings = sandbox_settings(settings, upstream_url)
             logger.info("sandbox_started", upstream_url=upstream_url)
-        app = create_app(settings)
+        # Spans only when the otel extra is installed and OTEL_* asks for them; flushed last.
+        tracing = start_tracing()
+        if tracing is not None:
+            # Flushing may wait for the exporter's timeout: off the event loop.
+            stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
+        app = create_app(settings, tracing=tracing)
         # aiohttp waits up to shutdown_timeout for a request in flight, then cancels its body
         # and waits up to shutdown_timeout again for the handler: half the grace for each
         # keeps the whole drain within PROXY_SHUTDOWN_GRACE.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace / 2)
+        # One callback stops every runner set up, in this list's order: the API drains first
+        # and the management port keeps answering probes and scrapes until it has.
+        runners: list[web.AppRunner] = []
+        stack.push_async_callback(_stop_in_order, runners)
         await runner.setup()
-        stack.push_async_callback(runner.cleanup)
+        runners.append(runner)
         await web.TCPSite(runner, settings.host, settings.port).start()
-        logger.info("listening", host=settings.host, port=settings.port, sandbox=sandbox)
+        if (management_port := settings.management_port) is not None:
+            management = web.AppRunner(
+                create_management_app(app),
+                access_log=None,
+                shutdown_timeout=MANAGEMENT_SHUTDOWN_TIMEOUT,
+            )
+            # After the API's start-up, whose objects it shares; and listening after the API
+            # port, so a passing probe means both listen.
+            await management.setup()
+            runners.append(management)
+            await web.TCPSite(management, settings.host, management_port).start()
+        logger.info(
+            "listening",
+            host=settings.host,
+            port=settings.port,
+            management_port=settings.management_port,
+            sandbox=sandbox,
+        )
         await stop.wait()
-        # Readiness turns false first, so Kubernetes stops sending traffic; with a delay set,
-        # requests keep being served while it notices. Then the listener closes, requests in
-        # flight get up to the grace period, background refreshes stop, connections close.
+        # Readiness turns false first (on both ports: they share the lifecycle), so
+        # Kubernetes stops sending traffic; with a delay set, requests keep being served
+        # while it notices. Then the listener closes, requests in flight get up to the grace
+        # period, background refreshes stop, connections close; the management port last.
         app[LIFECYCLE].shutting_down = True
         logger.info(
             "shutting_down",
@@ -73,3 +104,10 @@ async def serve(settings: Settings, *, sandbox: bool = False) -> None:
         if settings.shutdown_delay:
             await asyncio.sleep(settings.shutdown_delay)
     logger.info("stopped")
+
+
+async def _stop_in_order(runners: list[web.AppRunner]) -> None:
+    """Clean up each runner in order, each even if one before it failed."""
+    async with AsyncExitStack() as stack:
+        for runner in reversed(runners):
+            stack.push_async_callback(runner.cleanup)

@@ -13,6 +13,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from proxy.callers.keys import parse_entries
+
 DEFAULT_UPSTREAM_URL = "https://api.1nce.com/management-api"
 _SECRET_FIELDS = frozenset(
     {
@@ -141,8 +143,31 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(),
         description=(
-            "Comma-separated keys callers send as Authorization: Bearer <key>; each is "
-            f"trimmed. {_LIST} No keys: the API is open."
+            "Comma-separated name:key entries (or bare keys, named by a fingerprint); callers "
+            f"send Authorization: Bearer <key>. Each is trimmed. {_LIST} No keys: the API is open."
+        ),
+    )
+    api_keys_file: str | None = Field(
+        default=None,
+        description=(
+            "File of API keys, one name:key (or bare key) a line or comma-separated, re-read "
+            "when it changes; it wins over PROXY_API_KEYS. While it is set the API is never "
+            f"open: a file with no keys refuses every caller. {_UNSET}"
+        ),
+    )
+    api_keys_reload_interval: Seconds = Field(
+        default=5,
+        gt=0,
+        le=300,
+        description="Seconds between checks of PROXY_API_KEYS_FILE for a change.",
+    )
+    management_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description=(
+            "Serve /metrics, /healthz and /readyz on this port, and only there. "
+            f"{_UNSET} Unset: they share PROXY_PORT with the API."
         ),
     )
     admin_token: SecretStr | None = Field(
@@ -221,7 +246,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("redis_ca_file", mode="before")
+    @field_validator("api_keys_file")
+    @classmethod
+    def _check_key_file(cls, value: str | None) -> str | None:
+        # Checked at start-up: a mistyped path would otherwise refuse every caller.
+        if value is not None and not Path(value).is_file():
+            raise ValueError("is not a readable file")
+        return value
+
+    @field_validator("redis_ca_file", "api_keys_file", "management_port", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value:
@@ -265,6 +298,8 @@ class Settings(BaseSettings):
     @classmethod
     def _check_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
         _refuse_blank_entry([key.get_secret_value().strip() for key in value])
+        # name:key entries: a bad name, an empty key or a key listed twice stops the start.
+        parse_entries(key.get_secret_value() for key in value)
         return value
 
     @model_validator(mode="after")
@@ -288,6 +323,8 @@ class Settings(BaseSettings):
                 "PROXY_REDIS_CA_FILE needs TLS to Redis: a rediss:// PROXY_REDIS_URL, or "
                 "PROXY_REDIS_CLUSTER_NODES with PROXY_REDIS_TLS=true"
             )
+        if self.management_port is not None and self.management_port == self.port:
+            raise ValueError("PROXY_MANAGEMENT_PORT must differ from PROXY_PORT")
         if self.lock_timeout <= self.upstream_timeout:
             # A lock that expires mid-fetch lets a second replica fetch the same catalog.
             raise ValueError("PROXY_LOCK_TIMEOUT must be longer than PROXY_UPSTREAM_TIMEOUT")

@@ -17,8 +17,11 @@ What it prints, all measured now, on loopback, with ``wrk`` as the load generato
 2. Three replicas sharing one Redis: upstream products requests for a cold stampede of 1000
    requests, and for steady load with a short TTL, against the ideal.
 3. The proxy's RSS over one million requests.
+4. User-space CPU instructions per warm request under callgrind, proxy against minimal; with
+   ``--otel``, also the proxy with the ``otel`` extra blocked from import ("absent") against
+   the proxy with it installed but off (no ``OTEL_*`` variables), and their ratio.
 
-Needs ``wrk`` (Debian package) and ``redis-server``; nginx is optional.
+Needs ``wrk`` (Debian package) and ``redis-server``; nginx is optional; part 4 needs valgrind.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import importlib.util
 import json
 import math
 import os
@@ -75,6 +79,15 @@ def main() -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=loop)
 
 main()
+"""
+
+# The proxy as ``python -m proxy`` runs it, but unable to import OpenTelemetry, as where the
+# otel extra is not installed (other packages that look for it, redis-py, also do without).
+OTEL_ABSENT = """
+import sys
+sys.modules["opentelemetry"] = None
+from proxy.__main__ import main
+sys.exit(main(sys.argv[1:]))
 """
 
 NGINX_CONF = """
@@ -157,10 +170,16 @@ def rss_kib(pid: int) -> int:
 
 @contextmanager
 def process(
-    argv: Sequence[str], env: dict[str, str] | None = None
+    argv: Sequence[str],
+    env: dict[str, str] | None = None,
+    *,
+    dropped: tuple[str, ...] = ("PROXY_",),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` for the duration of the block; always stopped and reaped."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
+    """Run ``argv`` for the duration of the block; always stopped and reaped.
+
+    Variables of this environment whose names start with one of ``dropped`` are left out.
+    """
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     full_env.update(env or {})
     child = subprocess.Popen(  # noqa: S603 - our own interpreter, nginx or redis-server
         list(argv), env=full_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -563,21 +582,59 @@ def section_instructions(args: argparse.Namespace) -> None:
             counts[path, "minimal"] = _instructions(
                 workdir, minimal, env={}, port=minimal_port, path=path, requests=requests
             )
+        if args.otel and otel_installed():
+            for path in PATHS:
+                for name, argv in (
+                    ("otel absent", [PYTHON, "-c", OTEL_ABSENT]),
+                    ("otel off", proxy),
+                ):
+                    counts[path, name] = _instructions(
+                        workdir,
+                        argv,
+                        env=proxy_env(upstream, port),
+                        port=port,
+                        path=path,
+                        requests=requests,
+                        dropped=("PROXY_", "OTEL_"),
+                    )
     for path in PATHS:
         mine, theirs = counts[path, "proxy"], counts[path, "minimal"]
         print(
             f"   {path:<18} proxy {mine:>9,}  minimal aiohttp {theirs:>9,}  "
             f"minimal/proxy = {theirs / mine:.2f}"
         )
+    if not args.otel:
+        return
+    if not otel_installed():
+        print("   otel: skipped (the otel extra is not installed: pip install '.[otel]')")
+        return
+    for path in PATHS:
+        absent, off = counts[path, "otel absent"], counts[path, "otel off"]
+        print(
+            f"   {path:<18} otel absent {absent:>9,}  installed, off {off:>9,}  "
+            f"off/absent = {off / absent:.3f}"
+        )
+
+
+def otel_installed() -> bool:
+    """Whether this interpreter has the OpenTelemetry SDK (the proxy's otel extra)."""
+    return importlib.util.find_spec("opentelemetry.sdk") is not None
 
 
 def _instructions(
-    workdir: Path, argv: list[str], *, env: dict[str, str], port: int, path: str, requests: int
+    workdir: Path,
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    port: int,
+    path: str,
+    requests: int,
+    dropped: tuple[str, ...] = ("PROXY_",),
 ) -> int:
     """Run ``argv`` under callgrind; return instructions per warm GET of ``path``."""
     out = workdir / "callgrind.out"
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"]
-    with process([*valgrind, *argv], env) as child:
+    with process([*valgrind, *argv], env, dropped=dropped) as child:
         wait_http(f"http://127.0.0.1:{port}{path}", within=180)
         _requests(port, path, 300)  # warm: caches filled, code paths taken
         control = shutil.which("callgrind_control") or "callgrind_control"
@@ -630,6 +687,11 @@ def main() -> None:
     parser.add_argument("--rss-requests", type=int, default=1_000_000)
     parser.add_argument("--instruction-requests", type=int, default=2000)
     parser.add_argument("--only", choices=["throughput", "replicas", "rss", "instructions"])
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="in part 4, also the proxy without the otel extra against it installed but off",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.steady, args.rss_requests = 5, 1, 20, 0

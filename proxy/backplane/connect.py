@@ -17,6 +17,7 @@ from proxy.backplane.interface import Backplane
 from proxy.backplane.memory import MemoryBackplane
 from proxy.backplane.redis_backplane import RedisBackplane
 from proxy.observability.metrics import Metrics
+from proxy.observability.tracing import Tracing
 from proxy.settings import Settings
 
 HEALTH_CHECK_INTERVAL = 30
@@ -24,7 +25,9 @@ HEALTH_CHECK_INTERVAL = 30
 MAX_CONNECTIONS = 32
 
 
-def connect(settings: Settings, *, channel: str, metrics: Metrics) -> Backplane:
+def connect(
+    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing | None = None
+) -> Backplane:
     """Return the backplane for ``settings``; nothing connects until the first call.
 
     redis-py's own retries are off: every call is bounded by ``PROXY_REDIS_TIMEOUT`` and a
@@ -32,11 +35,11 @@ def connect(settings: Settings, *, channel: str, metrics: Metrics) -> Backplane:
     wait.
     """
     if settings.redis_cluster_nodes:
-        return _cluster(settings, channel=channel, metrics=metrics)
+        return _cluster(settings, channel=channel, metrics=metrics, tracing=tracing)
     if settings.redis_sentinels:
-        return _sentinel(settings, channel=channel, metrics=metrics)
+        return _sentinel(settings, channel=channel, metrics=metrics, tracing=tracing)
     if settings.redis_url is not None:
-        return _url(settings, channel=channel, metrics=metrics)
+        return _url(settings, channel=channel, metrics=metrics, tracing=tracing)
     return MemoryBackplane()
 
 
@@ -64,7 +67,9 @@ def _password(settings: Settings) -> str | None:
     return password.get_secret_value() if password else None
 
 
-def _url(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBackplane:
+def _url(
+    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing | None
+) -> RedisBackplane:
     if settings.redis_url is None:
         raise ValueError("no Redis URL")
     # A burst waits (up to the call timeout) for a pooled connection instead of failing.
@@ -76,10 +81,14 @@ def _url(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBackplan
         **_common(settings),
         **_tls(settings),
     )
-    return _single(Redis.from_pool(pool), settings, channel=channel, metrics=metrics)
+    return _single(
+        Redis.from_pool(pool), settings, channel=channel, metrics=metrics, tracing=tracing
+    )
 
 
-def _sentinel(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBackplane:
+def _sentinel(
+    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing | None
+) -> RedisBackplane:
     sentinel_password = settings.redis_sentinel_password
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         [_host_port(address) for address in settings.redis_sentinels],
@@ -101,7 +110,14 @@ def _sentinel(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBac
         for each in sentinel.sentinels:
             await each.aclose()
 
-    return _single(client, settings, channel=channel, metrics=metrics, close_extra=close_sentinels)
+    return _single(
+        client,
+        settings,
+        channel=channel,
+        metrics=metrics,
+        tracing=tracing,
+        close_extra=close_sentinels,
+    )
 
 
 def _single(
@@ -110,6 +126,7 @@ def _single(
     *,
     channel: str,
     metrics: Metrics,
+    tracing: Tracing | None,
     close_extra: Callable[[], Awaitable[None]] | None = None,
 ) -> RedisBackplane:
     """Build a backplane on one data node (by URL, or the master Sentinel names)."""
@@ -120,10 +137,13 @@ def _single(
         timeout=settings.redis_timeout,
         metrics=metrics,
         close_extra=close_extra,
+        tracing=tracing,
     )
 
 
-def _cluster(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBackplane:
+def _cluster(
+    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing | None
+) -> RedisBackplane:
     seeds = [_host_port(address) for address in settings.redis_cluster_nodes]
     node_kwargs: dict[str, Any] = {
         **_common(settings),
@@ -152,6 +172,7 @@ def _cluster(settings: Settings, *, channel: str, metrics: Metrics) -> RedisBack
         timeout=settings.redis_timeout,
         metrics=metrics,
         close_extra=subscribers.close,
+        tracing=tracing,
     )
 
 

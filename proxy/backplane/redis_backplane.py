@@ -16,6 +16,7 @@ from proxy.backoff import Backoff
 from proxy.backplane.pubsub import Subscriber
 from proxy.backplane.topics import Topics
 from proxy.observability.metrics import Metrics
+from proxy.observability.tracing import SpanHandle, Tracing
 
 logger = structlog.get_logger(__name__)
 
@@ -51,7 +52,8 @@ class RedisBackplane:
     or slow call returns the caller's fallback instead of raising, and opens a breaker: calls
     are skipped for a pause that doubles with each further failure, then one goes through as
     a probe, and the first success closes the breaker. Announcements go out with PUBLISH on
-    ``channel`` and come back through one :class:`Subscriber`.
+    ``channel`` and come back through one :class:`Subscriber`. With ``tracing``, each command
+    sent for traced work is a client span.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class RedisBackplane:
         metrics: Metrics,
         close_extra: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tracing: Tracing | None = None,
     ) -> None:
         """Share state through ``client``; ``close_extra`` closes what else was opened."""
         self._client = client
@@ -72,6 +75,7 @@ class RedisBackplane:
         self._metrics = metrics
         self._close_extra = close_extra
         self._clock = clock
+        self._tracing = tracing
         self._breaker = Backoff(first=BREAKER_FIRST_PAUSE, cap=BREAKER_MAX_PAUSE, clock=clock)
         self._topics = Topics()
         self._subscriber = Subscriber(
@@ -92,12 +96,14 @@ class RedisBackplane:
 
     async def get(self, key: str) -> bytes | None:
         """Return the value under ``key``; None also when Redis fails."""
-        value = await self._call("get", lambda: self._client.get(key), None)
+        value = await self._call("get", "GET", lambda: self._client.get(key), None)
         return value if isinstance(value, bytes) else None
 
     async def get_with_ttl(self, key: str) -> tuple[bytes, float] | None:
         """Return the value and its seconds left, read atomically."""
-        found = await self._call("get", lambda: self._client.eval(_GET_WITH_TTL, 1, key), None)
+        found = await self._call(
+            "get", "EVAL", lambda: self._client.eval(_GET_WITH_TTL, 1, key), None
+        )
         if not isinstance(found, list) or len(found) != 2:
             return None
         value, millis = found
@@ -107,7 +113,7 @@ class RedisBackplane:
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         """Store ``value`` with a millisecond expiry; dropped when Redis fails."""
-        await self._call("set", lambda: self._client.set(key, value, px=_millis(ttl)), None)
+        await self._call("set", "SET", lambda: self._client.set(key, value, px=_millis(ttl)), None)
 
     async def set_if_absent(self, key: str, value: bytes, ttl: float) -> bool | None:
         """SET NX PX: True if stored, False if the key exists, None if Redis failed."""
@@ -116,29 +122,36 @@ class RedisBackplane:
             # SET NX answers None when the key exists: only an exception means "unknown".
             return bool(await self._client.set(key, value, nx=True, px=_millis(ttl)))
 
-        return await self._call("set_nx", attempt, None)
+        return await self._call("set_nx", "SET", attempt, None)
 
     async def delete_if_equal(self, key: str, value: bytes) -> bool | None:
         """Compare-and-delete in one script."""
         deleted = await self._call(
-            "delete_if_equal", lambda: self._client.eval(_DELETE_IF_EQUAL, 1, key, value), None
+            "delete_if_equal",
+            "EVAL",
+            lambda: self._client.eval(_DELETE_IF_EQUAL, 1, key, value),
+            None,
         )
         return None if deleted is None else bool(deleted)
 
     async def ttl(self, key: str) -> float | None:
         """Seconds left (PTTL), 0 when absent; None when Redis failed."""
-        millis = await self._call("ttl", lambda: self._client.pttl(key), None)
+        millis = await self._call("ttl", "PTTL", lambda: self._client.pttl(key), None)
         if millis is None:
             return None
         return millis / 1000 if isinstance(millis, int) and millis > 0 else 0.0
 
     async def hold(self, key: str, ttl: float) -> None:
         """Make ``key`` live at least ``ttl`` more seconds."""
-        await self._call("hold", lambda: self._client.eval(_HOLD, 1, key, _millis(ttl)), None)
+        await self._call(
+            "hold", "EVAL", lambda: self._client.eval(_HOLD, 1, key, _millis(ttl)), None
+        )
 
     async def publish(self, topic: str) -> None:
         """PUBLISH ``topic`` on the deployment's channel (a cluster broadcasts it)."""
-        await self._call("publish", lambda: self._client.publish(self._channel, topic), None)
+        await self._call(
+            "publish", "PUBLISH", lambda: self._client.publish(self._channel, topic), None
+        )
 
     def waiter(self, topic: str) -> asyncio.Event:
         """Return the event the next announcement of ``topic`` sets."""
@@ -150,7 +163,7 @@ class RedisBackplane:
 
     async def ping(self) -> bool:
         """Ask Redis directly, past the breaker, and update the state from the answer."""
-        return bool(await self._call("ping", self._client.ping, fallback=False, probe=True))
+        return bool(await self._call("ping", "PING", self._client.ping, fallback=False, probe=True))
 
     async def start(self) -> None:
         """Start the announcement listener."""
@@ -171,20 +184,38 @@ class RedisBackplane:
     async def _call(
         self,
         operation: str,
+        command: str,
         call: Callable[[], Awaitable[T]],
         fallback: T,
         *,
         probe: bool = False,
     ) -> T:
-        """Run ``call`` within the timeout; on failure or while paused return ``fallback``."""
+        """Run ``call`` within the timeout; on failure or while paused return ``fallback``.
+
+        ``operation`` labels metrics and logs, ``command`` (the Redis command sent) the span.
+        """
         if not probe and self._breaker.delay() > 0:
             return fallback
+        if self._tracing is None:
+            return await self._attempt(operation, call, fallback, None)
+        with self._tracing.store_span(command, operation) as span:
+            return await self._attempt(operation, call, fallback, span)
+
+    async def _attempt(
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        fallback: T,
+        span: SpanHandle | None,
+    ) -> T:
         try:
             async with asyncio.timeout(self._timeout):
                 result = await call()
         # A cluster client raises RedisClusterException, no RedisError, when no seed node can
         # be used (all down, a wrong password) or a slot has no master (SlotNotCoveredError).
         except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
+            if span is not None:
+                span.failed(type(exc).__qualname__)
             self._failed(operation, exc)
             return fallback
         if self._breaker.failing:

@@ -21,6 +21,7 @@ from proxy.coordination.fill import CoordinatedFill
 from proxy.coordination.singleflight import SingleFlight
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
+from proxy.observability.tracing import Tracing
 from proxy.upstream.errors import UpstreamError, back_off, replay
 
 logger = structlog.get_logger(__name__)
@@ -104,8 +105,12 @@ class CatalogCache:
         max_wait: float = 30.0,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.monotonic,
+        tracing: Tracing | None = None,
     ) -> None:
-        """Wire the cache: ``clock`` stamps entries (wall time), ``timer`` paces retries."""
+        """Wire the cache: ``clock`` stamps entries (wall time), ``timer`` paces retries.
+
+        With ``tracing``, fills are spans, and callers that join one link to its starter.
+        """
         self._store = store
         self._key = key
         self._freshness = freshness
@@ -123,6 +128,7 @@ class CatalogCache:
             max_wait=max_wait,
             metrics=metrics,
             clock=timer,
+            tracing=tracing,
         )
         self.backoff = Backoff(first=RETRY_FIRST, cap=RETRY_MAX, clock=timer)
         self._local: CatalogEntry | None = None
@@ -132,7 +138,7 @@ class CatalogCache:
         self._shared_changed = False
         self._read_at = -math.inf
         self._first_seen: dict[tuple[str, float], float] = {}
-        self._flight: SingleFlight[CatalogEntry] = SingleFlight()
+        self._flight: SingleFlight[CatalogEntry] = SingleFlight(tracing=tracing)
         self._reads: SingleFlight[bytes | None] = SingleFlight()
         self._forced_since: float | None = None
         self._last_failure: UpstreamError | None = None

@@ -12,6 +12,7 @@ import structlog
 
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
+from proxy.observability.tracing import Tracing
 
 logger = structlog.get_logger(__name__)
 
@@ -39,6 +40,9 @@ class CoordinatedFill(Generic[T]):
     ``force`` skips the reads: the answer is then always a value this replica loaded after
     the call began (an operator's refresh). Callers in one process are coalesced by the
     owner (a single flight); backing off after a failed load is the loader's business.
+
+    With ``tracing``, a load is a span (``fill catalog``) and so is waiting for another
+    replica's (``wait for catalog fill``).
     """
 
     def __init__(
@@ -52,8 +56,9 @@ class CoordinatedFill(Generic[T]):
         max_wait: float,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        tracing: Tracing | None = None,
     ) -> None:
-        """Fill the value called ``name`` (in logs) through these parts."""
+        """Fill the value called ``name`` (in logs and spans) through these parts."""
         self._name = name
         self._read = read
         self._load = load
@@ -62,6 +67,7 @@ class CoordinatedFill(Generic[T]):
         self._max_wait = max_wait
         self._metrics = metrics
         self._clock = clock
+        self._tracing = tracing
 
     async def run(
         self,
@@ -71,6 +77,18 @@ class CoordinatedFill(Generic[T]):
         force: bool = False,
     ) -> T:
         """Return a value ``good`` accepts (or, with ``force``, one loaded by this call)."""
+        with contextlib.ExitStack() as waiting:
+            return await self._run(good, meanwhile, waiting, force=force)
+
+    async def _run(
+        self,
+        good: Callable[[T], bool],
+        meanwhile: Callable[[T], bool] | None,
+        waiting: contextlib.ExitStack,
+        *,
+        force: bool,
+    ) -> T:
+        """Run :meth:`run`; a wait span, once one starts, is entered on ``waiting``."""
         give_up_at = self._clock() + self._max_wait
         waited = False
         while True:
@@ -83,20 +101,31 @@ class CoordinatedFill(Generic[T]):
                     again = None if force else await self._read()
                     if again is not None and good(again):
                         return again
-                    return await self._load_and_store()
+                    waiting.close()  # the wait, if any, ends here; the load is no wait
+                    return await self._load_and_store(alone=False)
             if value is not None and meanwhile is not None and meanwhile(value):
                 return value
             if not waited:
                 waited = True
                 self._metrics.waiter("deployment")
+                if self._tracing is not None:
+                    waiting.enter_context(self._tracing.span(f"wait for {self._name} fill"))
             if self._clock() >= give_up_at:
                 logger.warning("fill_wait_exceeded", value=self._name, waited=self._max_wait)
-                return await self._load_and_store()
+                waiting.close()
+                return await self._load_and_store(alone=True)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(WAIT_SLICE):
                     await announced.wait()
 
-    async def _load_and_store(self) -> T:
+    async def _load_and_store(self, *, alone: bool) -> T:
+        """Load, store and announce; ``alone``: after waiting too long for another replica."""
+        if self._tracing is None:
+            return await self._load_stored()
+        with self._tracing.span(f"fill {self._name}", **{"fill.alone": alone}):
+            return await self._load_stored()
+
+    async def _load_stored(self) -> T:
         value = await self._load()
         await self._store(value)
         await self._coordinator.announce()

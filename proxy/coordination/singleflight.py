@@ -7,6 +7,9 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
+from proxy.observability.context import TraceParent
+from proxy.observability.tracing import Tracing
+
 T = TypeVar("T")
 
 
@@ -14,12 +17,16 @@ class SingleFlight(Generic[T]):
     """Runs at most one instance of a job at a time; callers that arrive meanwhile join it.
 
     The job runs in its own task, shielded from its callers: a caller that goes away (client
-    disconnect, timeout) does not cancel the fetch the others wait for.
+    disconnect, timeout) does not cancel the fetch the others wait for. The task inherits
+    the context of the caller that started it (its request, its trace). With ``tracing``,
+    the span of each caller that joins is linked to the span of the one that started it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, tracing: Tracing | None = None) -> None:
         """Create an idle flight."""
         self._task: asyncio.Task[T] | None = None
+        self._tracing = tracing
+        self._starter: TraceParent | None = None
 
     @property
     def running(self) -> bool:
@@ -28,10 +35,15 @@ class SingleFlight(Generic[T]):
 
     def start(self, job: Callable[[], Coroutine[Any, Any, T]]) -> tuple[asyncio.Task[T], bool]:
         """Start ``job`` unless one is in flight; return the task and whether it was joined."""
+        tracing = self._tracing
         if self._task is not None:
+            if tracing is not None:
+                tracing.link(self._starter, "joined")
             return self._task, True
         task = asyncio.get_running_loop().create_task(job())
         self._task = task
+        if tracing is not None:
+            self._starter = tracing.current()
         task.add_done_callback(self._finished)
         return task, False
 
@@ -58,6 +70,7 @@ class SingleFlight(Generic[T]):
     def _finished(self, task: asyncio.Task[T]) -> None:
         if self._task is task:
             self._task = None
+            self._starter = None
         if not task.cancelled():
             # Mark the outcome as seen: a background job may have had no caller to see it.
             task.exception()

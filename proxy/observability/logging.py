@@ -5,17 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from contextvars import ContextVar
 from typing import Any, TextIO
 
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
 from structlog.typing import Processor
 
-# The id of the request being served, added to every log line written while serving it. One
-# ContextVar set and reset per request is cheaper than structlog's bind_contextvars on a path
-# that runs for every cache hit; a ContextVar belongs at module level (its docs say so).
-REQUEST_ID: ContextVar[str | None] = ContextVar("proxy_request_id", default=None)
+from proxy.observability.context import REQUEST
 
 # Keys whose values are dropped from every log line, whatever logged them.
 _SENSITIVE = ("authorization", "token", "secret", "password", "api_key")
@@ -31,12 +27,19 @@ def _redact(
     return event
 
 
-def _add_request_id(
+def _add_request_context(
     _logger: object, _name: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    request_id = REQUEST_ID.get()
-    if request_id is not None:
-        event.setdefault("request_id", request_id)
+    # Every line written while serving a request (or a fetch it started) says which, for
+    # whom, and in which trace (docs/observability.md, "Log fields").
+    context = REQUEST.get()
+    if context is not None:
+        event.setdefault("request_id", context.request_id)
+        event.setdefault("caller", context.caller)
+        trace = context.trace
+        if trace is not None:
+            event.setdefault("trace_id", trace.trace_id)
+            event.setdefault("span_id", trace.span_id)
     return event
 
 
@@ -64,7 +67,7 @@ def configure_logging(
 ) -> None:
     """Route structlog and stdlib logging to ``stream`` (stdout) as JSON or console lines."""
     shared: list[Processor] = [
-        _add_request_id,
+        _add_request_context,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,

@@ -116,39 +116,43 @@ class _HotPathCollector:
     """
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, int], _Requests] = {}
-        self.timings: dict[tuple[str, str], _Timing] = {}
+        self.requests: dict[tuple[str, str, int, str], _Requests] = {}
+        self.timings: dict[tuple[str, str, str], _Timing] = {}
         self.lookups = dict.fromkeys(LOOKUP_RESULTS, 0)
         self.lookups_created = time.time()
 
-    def series(self, route: str, method: str, status: int) -> _Requests:
-        timing = self.timings.get((route, method))
+    def series(self, route: str, method: str, status: int, caller: str) -> _Requests:
+        timing = self.timings.get((route, method, caller))
         if timing is None:
-            timing = self.timings[route, method] = _Timing()
-        series = self.requests[route, method, status] = _Requests(timing)
+            timing = self.timings[route, method, caller] = _Timing()
+        series = self.requests[route, method, status, caller] = _Requests(timing)
         return series
 
     def collect(self) -> Iterable[Metric]:
         requests = CounterMetricFamily(
             f"{NAMESPACE}_http_requests",
-            "HTTP requests answered, by route template, method and status.",
-            labels=["route", "method", "status"],
+            "HTTP requests answered, by route template, method, status and caller.",
+            labels=["route", "method", "status", "caller"],
         )
-        for (route, method, status), series in list(self.requests.items()):
-            requests.add_metric([route, method, str(status)], series.count, series.created)
+        for (route, method, status, caller), series in list(self.requests.items()):
+            requests.add_metric([route, method, str(status), caller], series.count, series.created)
         durations = HistogramMetricFamily(
             f"{NAMESPACE}_http_request_duration_seconds",
             "Time to answer an HTTP request.",
-            labels=["route", "method"],
+            labels=["route", "method", "caller"],
         )
-        for (route, method), timing in list(self.timings.items()):
+        for (route, method, caller), timing in list(self.timings.items()):
             cumulative = accumulate(timing.buckets)
             durations.add_metric(
-                [route, method], list(zip(HTTP_LE, cumulative, strict=True)), timing.total
+                [route, method, caller],
+                list(zip(HTTP_LE, cumulative, strict=True)),
+                timing.total,
             )
             # As prometheus_client's own Histogram exposes it.
             durations.add_sample(
-                f"{durations.name}_created", {"route": route, "method": method}, timing.created
+                f"{durations.name}_created",
+                {"route": route, "method": method, "caller": caller},
+                timing.created,
             )
         lookups = CounterMetricFamily(
             f"{NAMESPACE}_cache_lookups",
@@ -253,13 +257,17 @@ class Metrics:
         """Read whether Redis is up from ``source`` at every scrape."""
         self._state.redis_up = source
 
-    def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count an answered HTTP request and how long it took."""
+    def request(self, route: str, method: str, status: int, seconds: float, caller: str) -> None:
+        """Count an answered HTTP request by its caller, and how long it took.
+
+        ``caller`` is a configured key name, ``anonymous`` or ``unauthenticated``: never
+        anything a caller can choose, so the number of series stays bounded.
+        """
         if method not in METHODS:
             method = "other"
-        series = self._hot.requests.get((route, method, status))
+        series = self._hot.requests.get((route, method, status, caller))
         if series is None:
-            series = self._hot.series(route, method, status)
+            series = self._hot.series(route, method, status, caller)
         series.count += 1
         timing = series.timing
         timing.total += seconds

@@ -26,6 +26,9 @@ SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 -- a published demo crede
 """The client secret the emulator accepts unless told otherwise."""
 
 _JSON = "application/json"
+# W3C trace context headers, recorded so tests can see what a client passed on.
+_TRACEPARENT = "traceparent"
+_TRACESTATE = "tracestate"
 # The upstream labels its catalog with this exact content type.
 _CATALOG_CONTENT_TYPE = "application/json;charset=UTF-8"
 # The upstream answers these statuses with an empty body.
@@ -79,6 +82,14 @@ class SandboxState:
     """Requests received on the products endpoint, failed ones included."""
     products_authorizations: list[str] = field(default_factory=list, repr=False)
     """The Authorization header of every products request, in order ("" when absent)."""
+    token_traceparents: list[str] = field(default_factory=list)
+    """The traceparent header of every token request, in order ("" when absent)."""
+    token_tracestates: list[str] = field(default_factory=list)
+    """The tracestate header of every token request, in order ("" when absent)."""
+    products_traceparents: list[str] = field(default_factory=list)
+    """The traceparent header of every products request, in order ("" when absent)."""
+    products_tracestates: list[str] = field(default_factory=list)
+    """The tracestate header of every products request, in order ("" when absent)."""
     streamed_bytes: int = 0
     """Bytes of streamed fault bodies (oversized bodies, gzip bombs) written, as sent."""
     streams_cut: int = 0
@@ -113,6 +124,10 @@ class SandboxState:
         self.tokens_issued = 0
         self.products_requests = 0
         self.products_authorizations.clear()
+        self.token_traceparents.clear()
+        self.token_tracestates.clear()
+        self.products_traceparents.clear()
+        self.products_tracestates.clear()
         self.streamed_bytes = 0
         self.streams_cut = 0
 
@@ -132,6 +147,10 @@ class SandboxState:
             "tokens_valid": sum(1 for expiry in self.tokens.values() if expiry > now),
             "products_requests": self.products_requests,
             "products_authorizations": list(self.products_authorizations),
+            "token_traceparents": list(self.token_traceparents),
+            "token_tracestates": list(self.token_tracestates),
+            "products_traceparents": list(self.products_traceparents),
+            "products_tracestates": list(self.products_tracestates),
             "streamed_bytes": self.streamed_bytes,
             "streams_cut": self.streams_cut,
             "catalog_size": len(self.catalog),
@@ -250,6 +269,8 @@ async def _token(request: web.Request) -> web.StreamResponse:
     """`POST /oauth/token`: a new bearer token for valid client credentials."""
     state = request.app[SANDBOX_STATE]
     state.token_requests += 1
+    state.token_traceparents.append(request.headers.get(_TRACEPARENT, ""))
+    state.token_tracestates.append(request.headers.get(_TRACESTATE, ""))
     faults = state.faults
     failure = await _token_failure(request, faults)
     if failure is not None:
@@ -322,6 +343,8 @@ async def _products(request: web.Request) -> web.StreamResponse:
     state.products_requests += 1
     authorization = request.headers.get(hdrs.AUTHORIZATION, "")
     state.products_authorizations.append(authorization)
+    state.products_traceparents.append(request.headers.get(_TRACEPARENT, ""))
+    state.products_tracestates.append(request.headers.get(_TRACESTATE, ""))
     faults = state.faults.for_products_request()
     failure = await _products_failure(request, faults)
     if failure is not None:

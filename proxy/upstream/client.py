@@ -13,6 +13,7 @@ import structlog
 from pydantic import SecretStr
 
 from proxy.observability.metrics import Metrics
+from proxy.observability.tracing import Tracing
 from proxy.upstream import token
 from proxy.upstream.errors import (
     RateWindowOpen,
@@ -83,8 +84,9 @@ class UpstreamClient:
         metrics: Metrics,
         max_bytes: int,
         retry_after_max: float,
+        tracing: Tracing | None = None,
     ) -> None:
-        """Prepare a client over the app's shared session."""
+        """Prepare a client over the app's shared session; ``tracing``: a span per request."""
         self._session = session
         self._tokens = tokens
         self._base_url = base_url
@@ -94,6 +96,7 @@ class UpstreamClient:
         self._metrics = metrics
         self._max_bytes = max_bytes
         self._retry_after_max = retry_after_max
+        self._tracing = tracing
         self._outcomes: dict[str, str] = {}
         self._latest: dict[str, Fetched[Any]] = {}
 
@@ -196,6 +199,8 @@ class UpstreamClient:
             },
             max_bytes=self._max_bytes,
             metrics=self._metrics,
+            tracing=self._tracing,
+            route=endpoint.path,
         )
         if answer.status != 200:
             self._metrics.upstream(endpoint.name, status_outcome(answer.status), answer.seconds)

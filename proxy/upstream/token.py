@@ -19,6 +19,7 @@ from proxy.coordination.fill import CoordinatedFill
 from proxy.coordination.singleflight import SingleFlight
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
+from proxy.observability.tracing import Tracing
 from proxy.upstream.errors import (
     RateWindowOpen,
     UpstreamAuthError,
@@ -35,6 +36,8 @@ from proxy.upstream.windows import RateWindows, parse_retry_after
 logger = structlog.get_logger(__name__)
 
 ENDPOINT = "token"
+ROUTE = "/oauth/token"
+"""The token endpoint's path below the API's base URL (it names the client span)."""
 # Failed token fetches are retried no sooner than this, doubling up to the cap; while the
 # credentials are refused, callers fail fast for that long instead of asking 1NCE again.
 RETRY_FIRST = 1.0
@@ -113,8 +116,12 @@ class TokenProvider:
         max_wait: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        tracing: Tracing | None = None,
     ) -> None:
-        """Prepare a provider; no request is made until a token is needed."""
+        """Prepare a provider; no request is made until a token is needed.
+
+        With ``tracing``, renewals and token requests make spans.
+        """
         self._session = session
         self._token_url = token_url
         credentials = f"{client_id}:{client_secret.get_secret_value()}".encode()
@@ -128,8 +135,9 @@ class TokenProvider:
         self._shared = shared
         self._clock = clock
         self._wall_clock = wall_clock
+        self._tracing = tracing
         self._held: _Held | None = None
-        self._flight: SingleFlight[_Held] = SingleFlight()
+        self._flight: SingleFlight[_Held] = SingleFlight(tracing=tracing)
         self._backoff = Backoff(first=RETRY_FIRST, cap=RETRY_MAX, clock=clock)
         self._refused: UpstreamAuthError | None = None
         self._fill = CoordinatedFill(
@@ -141,6 +149,7 @@ class TokenProvider:
             max_wait=max_wait,
             metrics=metrics,
             clock=clock,
+            tracing=tracing,
         )
 
     @property
@@ -247,6 +256,8 @@ class TokenProvider:
             json_body={"grant_type": "client_credentials"},
             max_bytes=self._max_bytes,
             metrics=self._metrics,
+            tracing=self._tracing,
+            route=ROUTE,
         )
         status = answer.status
         payload = _json_or_none(answer.body)

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
+from proxy.observability.context import REQUEST
 from proxy.observability.metrics import Metrics
+from proxy.observability.tracing import Tracing
 from proxy.upstream.errors import (
     UpstreamBadResponse,
     UpstreamError,
@@ -20,6 +23,9 @@ from proxy.upstream.errors import (
     UpstreamUnavailable,
 )
 
+# The W3C trace context headers a request passes on (nothing else of its caller's).
+_TRACEPARENT = "traceparent"
+_TRACESTATE = "tracestate"
 ACCEPT_ENCODING = "gzip, deflate"
 """The content codings asked for: exactly those :func:`exchange` can inflate within a bound."""
 
@@ -65,6 +71,8 @@ async def exchange(
     json_body: object | None = None,
     max_bytes: int,
     metrics: Metrics,
+    tracing: Tracing | None = None,
+    route: str | None = None,
 ) -> Answer:
     """Send one request and read its answer, of at most ``max_bytes`` once decoded.
 
@@ -73,7 +81,61 @@ async def exchange(
     ``metrics``; an answer that is returned is not counted, its caller does that once it has
     judged the answer (``Answer.seconds`` is the time to count). A cancelled exchange is
     counted as ``timeout`` and the cancellation goes on.
+
+    The request carries the W3C trace context of the work it serves, and nothing else of
+    it: with ``tracing``, that of a client span named after ``route`` (the URL's path by
+    default); without, the trace of the request being served (``REQUEST``), if it has one.
     """
+    if tracing is None:
+        return await _counted(
+            session,
+            method,
+            url,
+            endpoint=endpoint,
+            headers=_with_request_trace(headers),
+            json_body=json_body,
+            max_bytes=max_bytes,
+            metrics=metrics,
+        )
+    with tracing.client_span(method, url, route=route or URL(url).path, endpoint=endpoint) as span:
+        answer = await _counted(
+            session,
+            method,
+            url,
+            endpoint=endpoint,
+            headers=span.inject(headers),
+            json_body=json_body,
+            max_bytes=max_bytes,
+            metrics=metrics,
+        )
+        span.answered(answer.status)
+        return answer
+
+
+def _with_request_trace(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Return ``headers`` plus the trace context of the request being served, if any."""
+    request = REQUEST.get()
+    trace = None if request is None else request.trace
+    if trace is None:
+        return headers
+    traced = {**headers, _TRACEPARENT: trace.traceparent}
+    if trace.state is not None:
+        traced[_TRACESTATE] = trace.state
+    return traced
+
+
+async def _counted(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    endpoint: str,
+    headers: Mapping[str, str],
+    json_body: object | None,
+    max_bytes: int,
+    metrics: Metrics,
+) -> Answer:
+    """Run one exchange, counting and sorting its failures (see :func:`exchange`)."""
     started = time.perf_counter()
 
     def count(outcome: str) -> None:

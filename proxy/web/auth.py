@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from proxy.web.errors import json_error
 
-PROTECTED_PREFIXES = ("/api/", "/v1/")
+PROTECTED_PREFIXES = ("/api/", "/v1/", "/management-api/v1/")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="1nce-proxy"'}
 
 

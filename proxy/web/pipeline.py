@@ -20,16 +20,28 @@ import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from multidict import istr
-from pydantic import SecretStr
 from yarl import URL
 
-from proxy.observability.logging import REQUEST_ID
+from proxy.callers.registry import Callers
+from proxy.observability.context import (
+    ANONYMOUS,
+    REQUEST,
+    UNAUTHENTICATED,
+    RequestContext,
+    parse_traceparent,
+)
 from proxy.observability.metrics import Metrics
-from proxy.web.auth import PROTECTED_PREFIXES, bearer_matches, unauthorized
+from proxy.observability.tracing import Tracing
+from proxy.web.auth import PROTECTED_PREFIXES, unauthorized
 from proxy.web.errors import error_response
 
 # istr: a header name multidict looks up without case-folding it each time.
 REQUEST_ID_HEADER = istr("X-Request-ID")
+TRACEPARENT = istr("traceparent")
+TRACESTATE = istr("tracestate")
+USER_AGENT = istr("User-Agent")
+# A user agent is logged as sent, up to this many characters (a header may be 16 KB).
+USER_AGENT_LOGGED = 256
 # A caller's id is echoed and logged, so only short, plain ones are taken as they are.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SLOW_REQUEST_SECONDS = 1.0
@@ -49,18 +61,26 @@ class RequestPipeline:
 
     ``access_log`` is ``all`` (a line per request), ``errors`` (status >= 400 or slower than
     a second) or ``off``. Requests are counted by route template, never by raw path, so
-    callers cannot grow the number of series. ``api_keys``, when any are set, are required
-    on the protected routes and on any unmatched path under ``/api/`` or ``/v1/``.
+    callers cannot grow the number of series. While ``callers`` requires keys they are
+    required on the protected routes and on any unmatched path under a protected prefix;
+    every request is counted and logged under its caller's name. With ``tracing``, each
+    handler also runs in a server span; without it, nothing of tracing is on the path.
     """
 
     def __init__(
-        self, *, access_log: str, metrics: Metrics, api_keys: tuple[SecretStr, ...]
+        self,
+        *,
+        access_log: str,
+        metrics: Metrics,
+        callers: Callers,
+        tracing: Tracing | None = None,
     ) -> None:
         """Configure what each wrapped handler does besides its own work."""
         self._log_all = access_log == "all"
         self._log_errors = access_log == "errors"
         self._metrics = metrics
-        self._api_keys = api_keys
+        self._callers = callers
+        self._tracing = tracing
         # Generated ids: 32 hex digits, a random per-process half and a counter, unique
         # across replicas without a getrandom() call per request.
         self._id_prefix = os.urandom(8).hex()
@@ -71,7 +91,9 @@ class RequestPipeline:
 
     def wrap(self, handler: Handler, route: str, *, protected: bool = False) -> Handler:
         """Return ``handler`` with the pipeline around it; ``route`` names it in metrics."""
-        keys = self._api_keys if protected else ()
+        callers = self._callers if protected else None
+        if self._tracing is not None:
+            handler = self._tracing.wrap_handler(handler, route)
         count = self._metrics.request
         log_all = self._log_all
         log_errors = self._log_errors
@@ -85,12 +107,24 @@ class RequestPipeline:
             else:
                 request_id = f"{id_prefix}{next(ids):016x}"
             started = time.perf_counter()
-            # aiohttp serves a keep-alive connection's requests in one task, so the id is
-            # reset after each request rather than left to the task's end.
-            bound = REQUEST_ID.set(request_id)
+            headers = request.headers
+            caller = ANONYMOUS
+            if callers is not None and callers.required:
+                caller = callers.identify(headers.get(hdrs.AUTHORIZATION)) or UNAUTHENTICATED
+            traceparent = headers.get(TRACEPARENT)
+            context = RequestContext(
+                request_id,
+                caller,
+                None
+                if traceparent is None
+                else parse_traceparent(traceparent, headers.get(TRACESTATE)),
+            )
+            # aiohttp serves a keep-alive connection's requests in one task, so the context
+            # is reset after each request rather than left to the task's end.
+            bound = REQUEST.set(context)
             try:
                 try:
-                    if keys and not bearer_matches(request.headers.get("Authorization"), keys):
+                    if caller == UNAUTHENTICATED:
                         response: web.StreamResponse = unauthorized(_KEY_REQUIRED)
                     else:
                         response = await handler(request)
@@ -99,17 +133,12 @@ class RequestPipeline:
                 response.headers[REQUEST_ID_HEADER] = request_id
                 elapsed = time.perf_counter() - started
                 status = response.status
-                count(route, request.method, status, elapsed)
+                # The catch-all names its caller itself, so read it back from the context.
+                count(route, request.method, status, elapsed, context.caller)
                 if log_all or (log_errors and (status >= 400 or elapsed >= SLOW_REQUEST_SECONDS)):
-                    logger.info(
-                        "request",
-                        method=request.method,
-                        path=request.rel_url.path,
-                        status=status,
-                        duration_ms=round(elapsed * 1000, 2),
-                    )
+                    _log_request(request, route, response, elapsed)
             finally:
-                REQUEST_ID.reset(bound)
+                REQUEST.reset(bound)
             return response
 
         self._wrapped.add(handle)
@@ -159,12 +188,14 @@ class RequestPipeline:
 
     async def _unmatched(self, request: web.Request) -> web.StreamResponse:
         """Refuse a path or method no route takes: 401 where a key is due, else 405 or 404."""
-        if (
-            self._api_keys
-            and request.path.startswith(PROTECTED_PREFIXES)
-            and not bearer_matches(request.headers.get("Authorization"), self._api_keys)
-        ):
-            return unauthorized(_KEY_REQUIRED)
+        callers = self._callers
+        context = REQUEST.get()
+        if callers.required and request.path.startswith(PROTECTED_PREFIXES):
+            caller = callers.identify(request.headers.get(hdrs.AUTHORIZATION))
+            if context is not None:
+                context.caller = caller or UNAUTHENTICATED
+            if caller is None:
+                return unauthorized(_KEY_REQUIRED)
         allowed: set[str] = set()
         for resource in request.app.router.resources():
             if not isinstance(resource, AnyPath):
@@ -172,6 +203,29 @@ class RequestPipeline:
         if allowed:
             raise web.HTTPMethodNotAllowed(request.method, allowed)
         raise web.HTTPNotFound
+
+
+def _log_request(
+    request: web.Request, route: str, response: web.StreamResponse, elapsed: float
+) -> None:
+    """Write the access line, its fields named as OpenTelemetry names them where it does.
+
+    The route template, never the raw path (a caller's path is any text); the request id,
+    caller and trace come from the request context (docs/observability.md).
+    """
+    user_agent = request.headers.get(USER_AGENT)
+    logger.info(
+        "request",
+        **{
+            "http.request.method": request.method,
+            "http.route": route,
+            "http.response.status_code": response.status,
+            "http.response.body.size": response.content_length,
+            "client.address": request.remote,
+            "user_agent.original": None if user_agent is None else user_agent[:USER_AGENT_LOGGED],
+            "duration_ms": round(elapsed * 1000, 2),
+        },
+    )
 
 
 class AnyPath(web.PlainResource):

@@ -100,9 +100,9 @@ async def test_sandbox_demo_serves_and_stops_cleanly_on_sigterm() -> None:
     assert events.index("sandbox_started") < events.index("listening")
     assert events[-2:] == ["shutting_down", "stopped"]
     assert "token_refreshed" in events
-    access = [r for r in records if r["event"] == "request" and r["path"] == "/v1/products"]
+    access = [r for r in records if r["event"] == "request" and r["http.route"] == "/v1/products"]
     assert access
-    assert access[0]["status"] == 200
+    assert access[0]["http.response.status_code"] == 200
     assert access[0]["request_id"]
     assert "sandbox-secret" not in stdout.decode() + stderr.decode()
 

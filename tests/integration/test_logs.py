@@ -4,75 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
-import logging
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from proxy.appkeys import CATALOG
-from proxy.observability.logging import configure_logging
 from proxy.sandbox import SANDBOX_CLIENT_SECRET
 from proxy.upstream.errors import UpstreamError
+from tests.support.logs import Captured, capture
 from tests.support.sandbox import MakeProxy, Sandbox
 
 Client = TestClient[web.Request, web.Application]
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 API_KEY = "logs-api-key-4a1f9c0e7d2b"
 ADMIN_TOKEN = "logs-admin-token-93be51d07c"
-
-
-class Captured:
-    """Log output written to a string, read as lines."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-
-    def clear(self) -> None:
-        self.stream.seek(0)
-        self.stream.truncate()
-
-    def text(self) -> str:
-        return self.stream.getvalue()
-
-    def lines(self) -> list[str]:
-        return [line for line in self.text().splitlines() if line.strip()]
-
-    def records(self) -> list[dict[str, Any]]:
-        """Every line, parsed: each one must be a JSON object."""
-        records = []
-        for line in self.lines():
-            record = json.loads(line)
-            assert isinstance(record, dict), line
-            records.append(record)
-        return records
-
-    def requests(self) -> list[dict[str, Any]]:
-        """The access-log lines."""
-        return [record for record in self.records() if record["event"] == "request"]
-
-
-@contextlib.contextmanager
-def capture(level: str, fmt: str) -> Iterator[Captured]:
-    captured = Captured()
-    # pytest-aiohttp's test server keeps aiohttp's own access logger on; the service runs its
-    # runner with access_log=None (proxy/server.py), so those lines are the harness's, not ours.
-    harness = logging.getLogger("aiohttp.access")
-    was_disabled = harness.disabled
-    harness.disabled = True
-    configure_logging(level, fmt, stream=captured.stream, cache_loggers=False)
-    try:
-        yield captured
-    finally:
-        configure_logging("warning", "console", cache_loggers=False)
-        structlog.contextvars.clear_contextvars()
-        harness.disabled = was_disabled
 
 
 @pytest.fixture
@@ -123,7 +72,17 @@ async def test_request_id_is_on_every_line_of_a_cold_request(
     assert events.count("request") == 1
     assert [record.get("request_id") for record in records] == ["test-req-1"] * len(records)
     line = records[-1]
-    assert (line["method"], line["path"], line["status"]) == ("GET", "/v1/products", 200)
+    method, route, status = "http.request.method", "http.route", "http.response.status_code"
+    assert (line[method], line[route], line[status]) == ("GET", "/v1/products", 200)
+    # What was sent: the compressed body, as its Content-Length says.
+    assert line["http.response.body.size"] == int(response.headers["Content-Length"])
+    assert line["client.address"] == "127.0.0.1"
+    assert line["user_agent.original"].startswith("Python/")
+    assert line["caller"] == "anonymous"
+    # No trace context was sent and tracing is off: none is made up.
+    assert "trace_id" not in line
+    assert "span_id" not in line
+    assert "path" not in line
     assert line["level"] == "info"
     assert isinstance(line["duration_ms"], float | int)
 
@@ -138,9 +97,9 @@ async def test_a_request_without_an_id_gets_a_new_one(
     assert GENERATED_ID.match(first_id), first_id
     assert GENERATED_ID.match(second_id), second_id
     assert first_id != second_id
-    assert [(r["path"], r["request_id"]) for r in json_logs.requests()] == [
+    assert [(r["http.route"], r["request_id"]) for r in json_logs.requests()] == [
         ("/healthz", first_id),
-        ("/nope", second_id),
+        ("unmatched", second_id),
     ]
 
 
@@ -190,12 +149,13 @@ async def test_access_log_all_writes_one_line_per_request(
     assert (await fetch(client, "/healthz"))[0] == 200
     assert (await fetch(client, "/nope"))[0] == 404
     assert (await fetch(client, "/healthz", method="POST"))[0] == 405
-    assert [(r["method"], r["path"], r["status"]) for r in json_logs.requests()] == [
+    fields = ("http.request.method", "http.route", "http.response.status_code")
+    assert [tuple(r[field] for field in fields) for r in json_logs.requests()] == [
         ("GET", "/v1/products", 200),
         ("GET", "/v1/products", 200),
         ("GET", "/healthz", 200),
-        ("GET", "/nope", 404),
-        ("POST", "/healthz", 405),
+        ("GET", "unmatched", 404),
+        ("POST", "unmatched", 405),
     ]
 
 
@@ -210,9 +170,9 @@ async def test_access_log_errors_logs_failures_and_slow_requests_only(
     assert (await fetch(client, "/healthz"))[0] == 200
     _, missing_id = await fetch(client, "/nope")
     lines = json_logs.requests()
-    assert [(r["path"], r["status"], r["request_id"]) for r in lines] == [
+    assert [(r["http.route"], r["http.response.status_code"], r["request_id"]) for r in lines] == [
         ("/v1/products", 200, slow_id),
-        ("/nope", 404, missing_id),
+        ("unmatched", 404, missing_id),
     ]
     assert lines[0]["duration_ms"] >= 1000
 
@@ -241,11 +201,12 @@ async def test_console_format_writes_human_lines(
     for line in lines:
         assert not parses_as_json(line), line
         assert "\x1b[" not in line  # no colour codes
-    [access] = [line for line in lines if "path=/v1/products" in line]
+    [access] = [line for line in lines if "http.route=/v1/products" in line]
     assert re.search(r"\[info\s*\] request\s", access), access
     assert "request_id=test-console-1" in access
-    assert "status=200" in access
-    assert "method=GET" in access
+    assert "http.response.status_code=200" in access
+    assert "http.request.method=GET" in access
+    assert "caller=anonymous" in access
     assert any("token_refreshed" in line and "request_id=test-console-1" in line for line in lines)
     assert not any("[debug" in line for line in lines)
 
@@ -303,7 +264,7 @@ async def test_no_token_secret_api_key_or_admin_token_in_any_line(
     records = json_logs.records()  # every line is JSON
     events = {record["event"] for record in records}
     assert {"token_refreshed", "upstream_failed", "malformed_request_refused"} <= events
-    assert len([r for r in json_logs.requests() if r["status"] == 401]) == 5
+    assert len([r for r in json_logs.requests() if r["http.response.status_code"] == 401]) == 5
     text = json_logs.text()
     for forbidden in (API_KEY, ADMIN_TOKEN, SANDBOX_CLIENT_SECRET, *tokens):
         assert forbidden not in text

@@ -189,18 +189,37 @@ async def test_requests_counted_by_route_method_and_status(make_proxy: MakeProxy
     assert (await client.get("/healthz")).status == 200
     metrics = await scrape(client)
     requests = f"{NS}_http_requests_total"
-    assert metrics.value(requests, route="/v1/products", method="GET", status="200") == count
-    assert metrics.value(requests, route="/healthz", method="GET", status="200") == 1
-    # The scrape answering now is counted once it has answered, not in its own body.
-    assert metrics.value(requests, route="/metrics", method="GET", status="200") is None
-    duration = f"{NS}_http_request_duration_seconds"
-    assert metrics.value(f"{duration}_count", route="/v1/products", method="GET") == count
-    assert metrics.value(f"{duration}_bucket", route="/v1/products", method="GET", le="+Inf") == (
-        count
+    assert (
+        metrics.value(
+            requests, route="/v1/products", method="GET", caller="anonymous", status="200"
+        )
+        == count
     )
+    assert (
+        metrics.value(requests, route="/healthz", method="GET", caller="anonymous", status="200")
+        == 1
+    )
+    # The scrape answering now is counted once it has answered, not in its own body.
+    assert (
+        metrics.value(requests, route="/metrics", method="GET", caller="anonymous", status="200")
+        is None
+    )
+    duration = f"{NS}_http_request_duration_seconds"
+    assert (
+        metrics.value(f"{duration}_count", route="/v1/products", method="GET", caller="anonymous")
+        == count
+    )
+    assert metrics.value(
+        f"{duration}_bucket", route="/v1/products", method="GET", caller="anonymous", le="+Inf"
+    ) == (count)
     again = await scrape(client)
-    assert again.value(requests, route="/metrics", method="GET", status="200") == 1
-    assert again.value(requests, route="/v1/products", method="GET", status="200") == count
+    assert (
+        again.value(requests, route="/metrics", method="GET", caller="anonymous", status="200") == 1
+    )
+    assert (
+        again.value(requests, route="/v1/products", method="GET", caller="anonymous", status="200")
+        == count
+    )
 
 
 async def test_junk_paths_and_methods_never_become_label_values(make_proxy: MakeProxy) -> None:
@@ -232,9 +251,20 @@ async def test_junk_paths_and_methods_never_become_label_values(make_proxy: Make
     routes = {dict(labels).get("route") for _, labels in added}
     assert routes == {"/metrics", "/api/v1/products/{id}"}, added
     requests = f"{NS}_http_requests_total"
-    assert after.value(requests, route="unmatched", method="GET", status="404") == 51
-    assert after.value(requests, route="unmatched", method="other", status="405") == 4
-    assert after.value(requests, route="/api/v1/products/{id}", method="GET", status="400") == 20
+    assert (
+        after.value(requests, route="unmatched", method="GET", caller="anonymous", status="404")
+        == 51
+    )
+    assert (
+        after.value(requests, route="unmatched", method="other", caller="anonymous", status="405")
+        == 4
+    )
+    assert (
+        after.value(
+            requests, route="/api/v1/products/{id}", method="GET", caller="anonymous", status="400"
+        )
+        == 20
+    )
     for path in junk:
         assert path.split("/")[1] not in after.text
     for bad_id in bad_ids:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from aiohttp import hdrs, web
 from aiohttp.test_utils import make_mocked_request
-from pydantic import SecretStr
 
 from proxy.app import create_app
 from proxy.appkeys import BACKPLANE, HTTP_SESSION
+from proxy.callers.keys import parse_entries
+from proxy.callers.registry import Callers
+from proxy.callers.tokens import CallerTokens
 from proxy.observability.metrics import Metrics
 from proxy.web.pipeline import UNMATCHED, AnyPath, RequestPipeline, UnwrappedRouteError
 from proxy.web.routes import ROUTES, Route, install_routes
@@ -23,7 +25,8 @@ async def _sneaky(_request: web.Request) -> web.Response:
 
 
 def _pipeline() -> RequestPipeline:
-    return RequestPipeline(access_log="off", metrics=Metrics(), api_keys=(SecretStr(KEY),))
+    callers = Callers(parse_entries([KEY]), tokens=CallerTokens())
+    return RequestPipeline(access_log="off", metrics=Metrics(), callers=callers)
 
 
 def _example(path: str) -> str:

@@ -44,10 +44,44 @@ RELEASES = {
     "redis-cluster": "shards",
     "example-redis": "catalog",
     "example-sentinel": "catalog",
+    "management": "ops",
 }
+# A management port apart, API keys named in the chart's Secret, traces to a collector, and the
+# policy and monitor that follow the port. Written to a file by the ``management_values``
+# fixture.
+MANAGEMENT_PORT = 9091
+MANAGEMENT_VALUES = f"""
+managementPort: {MANAGEMENT_PORT}
+secret:
+  clientId: example-client-id
+  clientSecret: example-client-secret
+  apiKeys:
+    - billing:key-for-billing
+    - provisioning:key-for-provisioning
+serviceMonitor:
+  enabled: true
+networkPolicy:
+  enabled: true
+  egress:
+    extra:
+      - to:
+          - namespaceSelector:
+              matchLabels:
+                kubernetes.io/metadata.name: monitoring
+        ports:
+          - port: 4318
+            protocol: TCP
+otel:
+  enabled: true
+  endpoint: http://otel-collector.monitoring.svc:4318
+  extraEnv:
+    OTEL_RESOURCE_ATTRIBUTES: deployment.environment=production
+"""
 PROJECT_URL = "https://github.com/onence-product-proxy/onence-product-proxy"
 RUNBOOK = f"{PROJECT_URL}/blob/main/docs/runbook.md"
 SECRETS_DIR = "/var/run/secrets/product-proxy"
+# Required API keys: a file of their own, which the service re-reads (PROXY_API_KEYS_FILE).
+API_KEYS_FILE = "api-keys"
 REDIS_CA_DIR = "/etc/product-proxy/redis-ca"
 BUILT_IN_ALERTS = (
     "ProductProxyCatalogStale",
@@ -183,9 +217,11 @@ def projected_refs(volume: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def secret_refs(objects: list[Manifest]) -> dict[str, dict[str, Any]]:
     """Each secret variable the proxy reads, as {name, key[, optional]} of its Secret.
 
-    From the files of the secrets volume (secret.mountAsFiles, each named after its variable),
-    else from the env entries' secretKeyRefs: the same shape either way, so a test can compare
-    the two modes. In file mode no variable comes from a secretKeyRef.
+    From the files of the secrets volume (secret.mountAsFiles, each named after its variable,
+    but for required API keys: the file ``api-keys`` that PROXY_API_KEYS_FILE names, listed
+    here as PROXY_API_KEYS), else from the env entries' secretKeyRefs: the same shape either
+    way, so a test can compare the two modes. In file mode no variable comes from a
+    secretKeyRef.
     """
     from_env = {
         name: cast("dict[str, Any]", item["valueFrom"]["secretKeyRef"])
@@ -205,7 +241,20 @@ def secret_refs(objects: list[Manifest]) -> dict[str, dict[str, Any]]:
         "readOnly": True,
     }
     assert env(objects)["PROXY_SECRETS_DIR"] == {"name": "PROXY_SECRETS_DIR", "value": SECRETS_DIR}
-    return projected_refs(secrets)
+    refs = projected_refs(secrets)
+    if API_KEYS_FILE in refs:
+        # Re-read by the service, never also read once as PROXY_API_KEYS; and never optional
+        # (the service refuses a PROXY_API_KEYS_FILE that names no file).
+        assert "PROXY_API_KEYS" not in refs
+        assert "optional" not in refs[API_KEYS_FILE]
+        assert env(objects)["PROXY_API_KEYS_FILE"] == {
+            "name": "PROXY_API_KEYS_FILE",
+            "value": f"{SECRETS_DIR}/{API_KEYS_FILE}",
+        }
+        refs["PROXY_API_KEYS"] = refs.pop(API_KEYS_FILE)
+    else:
+        assert "PROXY_API_KEYS_FILE" not in env(objects)
+    return refs
 
 
 def helm_test_pod(objects: list[Manifest]) -> Manifest:
@@ -231,6 +280,11 @@ def settings(objects: list[Manifest]) -> dict[str, str]:
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
+
+
+def management_ports(objects: list[Manifest]) -> list[int]:
+    """The port numbers of the proxy container's ``management`` ports (none or one)."""
+    return [p["containerPort"] for p in container(objects)["ports"] if p["name"] == "management"]
 
 
 def readme_metric_names() -> set[str]:
@@ -291,6 +345,18 @@ def with_sentinel_objects() -> list[Manifest]:
 
 
 @pytest.fixture(scope="module")
+def management_values(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("values") / "values-management.yaml"
+    path.write_text(MANAGEMENT_VALUES, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def management_objects(management_values: Path) -> list[Manifest]:
+    return render(RELEASES["management"], (management_values,), monitoring_api=True)
+
+
+@pytest.fixture(scope="module")
 def renders(
     *,
     default_objects: list[Manifest],
@@ -300,6 +366,7 @@ def renders(
     redis_cluster_objects: list[Manifest],
     with_redis_objects: list[Manifest],
     with_sentinel_objects: list[Manifest],
+    management_objects: list[Manifest],
 ) -> dict[str, list[Manifest]]:
     return {
         "default": default_objects,
@@ -309,6 +376,7 @@ def renders(
         "redis-cluster": redis_cluster_objects,
         "example-redis": with_redis_objects,
         "example-sentinel": with_sentinel_objects,
+        "management": management_objects,
     }
 
 
@@ -383,6 +451,14 @@ def test_a_typo_in_values_is_rejected_by_name(assignment: str, named: str) -> No
     assert f"Additional property {named} is not allowed" in result.stderr, result.stderr
 
 
+def test_lint_strict_passes_with_a_management_port(management_values: Path) -> None:
+    result = helm(
+        "lint", "--strict", str(CHART), "--namespace", NAMESPACE, "-f", str(management_values)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
 def test_lint_rejects_a_typo_too(tmp_path: Path) -> None:
     values = tmp_path / "typo.yaml"
     values.write_text("autoscaling:\n  enabeld: true\n", encoding="utf-8")
@@ -412,6 +488,15 @@ def test_lint_rejects_a_typo_too(tmp_path: Path) -> None:
         ("sidecars:\n  - name: x\n", "sidecars.0"),
         ("sidecars: {name: x, image: y}\n", "sidecars"),
         ("extraEnvFrom:\n  - not-an-object\n", "extraEnvFrom.0"),
+        ("managementPort: 0\n", "managementPort"),
+        ("managementPort: '9090'\n", "managementPort"),
+        ("otel:\n  sampler: sometimes\n", "otel.sampler"),
+        ("otel:\n  samplerArg: 0.5\n", "otel.samplerArg"),
+        ("otel:\n  samplerArg: '1.5'\n", "otel.samplerArg"),
+        ("otel:\n  endpoint: collector:4318\n", "otel.endpoint"),
+        ("otel:\n  extraEnv:\n    PROXY_PORT: '1'\n", "otel.extraEnv"),
+        ("otel:\n  extraEnv:\n    OTEL_SERVICE_NAME: other\n", "otel.extraEnv"),
+        ("otel:\n  extraEnv:\n    OTEL_SERVICE_VERSION: 2\n", "OTEL_SERVICE_VERSION"),
     ],
 )
 def test_wrong_types_and_values_are_rejected(tmp_path: Path, values_yaml: str, named: str) -> None:
@@ -602,8 +687,13 @@ def test_service_and_deployment_select_the_pods(renders: dict[str, list[Manifest
         assert selects(deployment(objects)["spec"]["selector"]["matchLabels"], pod_labels)
         service = one(objects, "Service")
         assert selects(service["spec"]["selector"], pod_labels)
+        management = [
+            {"name": "management", "port": port, "targetPort": "management", "protocol": "TCP"}
+            for port in management_ports(objects)
+        ]
         assert service["spec"]["ports"] == [
-            {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+            {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+            *management,
         ]
 
 
@@ -650,17 +740,33 @@ def test_pod_and_container_are_restricted(renders: dict[str, list[Manifest]]) ->
 
 
 def test_probes_ask_the_service_on_its_port(renders: dict[str, list[Manifest]]) -> None:
-    for objects in renders.values():
+    for name, objects in renders.items():
         proxy = container(objects)
-        assert proxy["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+        management = [
+            {"name": "management", "containerPort": port, "protocol": "TCP"}
+            for port in management_ports(objects)
+        ]
+        assert proxy["ports"] == [
+            {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+            *management,
+        ]
         assert settings(objects)["PROXY_PORT"] == "8080"
+        # The probes are answered on the management port when there is one, and only there.
+        port = "management" if management else "http"
+        assert settings(objects).get("PROXY_MANAGEMENT_PORT") == (
+            str(MANAGEMENT_PORT) if management else None
+        ), name
         paths = {
             "livenessProbe": "/healthz",
             "readinessProbe": "/readyz",
             "startupProbe": "/healthz",
         }
         for probe, path in paths.items():
-            assert proxy[probe]["httpGet"] == {"path": path, "port": "http"}, probe
+            assert proxy[probe]["httpGet"] == {"path": path, "port": port}, (name, probe)
+    assert management_ports(renders["management"]) == [MANAGEMENT_PORT]
+    assert all(
+        management_ports(objects) == [] for n, objects in renders.items() if n != "management"
+    )
 
 
 def test_grace_period_covers_the_shutdown(renders: dict[str, list[Manifest]]) -> None:
@@ -735,7 +841,7 @@ def test_chart_secret_holds_the_set_values_and_the_pods_read_them(as_files: bool
     }
     # Files when asked (the default), variables otherwise; never both.
     assert ("secrets" in volumes(objects)) is as_files
-    secret_env = {"PROXY_SECRETS_DIR"} if as_files else set(expected)
+    secret_env = {"PROXY_SECRETS_DIR", "PROXY_API_KEYS_FILE"} if as_files else set(expected)
     assert set(env(objects)) == secret_env
     # Secrets never sit in the ConfigMap.
     assert not set(expected) & set(settings(objects))
@@ -743,17 +849,25 @@ def test_chart_secret_holds_the_set_values_and_the_pods_read_them(as_files: bool
     assert "PROXY_REDIS_SENTINELS" not in settings(objects)
 
 
-def test_secret_files_are_named_after_the_variables(redis_url_objects: list[Manifest]) -> None:
-    # The default: one projected volume, every item a required file named like its variable.
+def test_secret_files_are_named_after_the_variables_but_the_api_keys(
+    redis_url_objects: list[Manifest],
+) -> None:
+    # The default: one projected volume, every item a required file named like its variable;
+    # the API keys are the file the service re-reads, not PROXY_API_KEYS (PROXY_SECRETS_DIR
+    # would read that one too, once).
     (source,) = volumes(redis_url_objects)["secrets"]["projected"]["sources"]
     assert "optional" not in source["secret"]
     assert [item["path"] for item in source["secret"]["items"]] == [
         "PROXY_CLIENT_ID",
         "PROXY_CLIENT_SECRET",
-        "PROXY_API_KEYS",
+        API_KEYS_FILE,
         "PROXY_ADMIN_TOKEN",
         "PROXY_REDIS_URL",
     ]
+    assert env(redis_url_objects)["PROXY_API_KEYS_FILE"]["value"] == f"{SECRETS_DIR}/api-keys"
+    # The whole volume is mounted, never one file with subPath: Kubernetes updates the files
+    # of a mounted Secret in place, but never a subPath copy, so the keys could not rotate.
+    assert not any("subPath" in mount for mount in mounts(redis_url_objects).values())
     # Nothing to read (no credentials): no volume, no PROXY_SECRETS_DIR.
     assert secret_refs(render("pp")) == {}
 
@@ -1278,6 +1392,53 @@ def test_dashboard_shows_memory_cpu_and_file_descriptors_by_pod() -> None:
     assert all(box["w"] == 8 for box in boxes)
 
 
+def test_dashboard_shows_requests_and_p95_latency_by_caller() -> None:
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text(encoding="utf-8"))
+    panels = {p["title"]: p for p in dashboard["panels"]}
+    # Probes and scrapes are nobody's calls: left out, as in the overview's request rate.
+    selector = 'namespace="$namespace", job="$job", route!~"/healthz|/readyz|/metrics"'
+    buckets = f"rate(product_proxy_http_request_duration_seconds_bucket{{{selector}}}[5m])"
+    expected = {
+        "Requests / s by caller": (
+            "reqps",
+            f"sum by (caller) (rate(product_proxy_http_requests_total{{{selector}}}[5m]))",
+            "{{caller}}",
+        ),
+        "Latency p95 by caller": (
+            "s",
+            f"histogram_quantile(0.95, sum by (caller, le) ({buckets}))",
+            "p95 {{caller}}",
+        ),
+    }
+    for title, (unit, expression, legend) in expected.items():
+        panel = panels[title]
+        assert panel["type"] == "timeseries"
+        assert panel["fieldConfig"]["defaults"]["unit"] == unit
+        (target,) = panel["targets"]
+        assert target["expr"] == expression, title
+        assert target["legendFormat"] == legend
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    # In a row of their own, right under the HTTP panels, side by side and overlapping nothing.
+    row = panels["Callers"]
+    assert row["type"] == "row"
+    boxes = [panels[title]["gridPos"] for title in expected]
+    assert [box["y"] for box in boxes] == [row["gridPos"]["y"] + 1] * 2
+    assert [(box["x"], box["w"]) for box in boxes] == [(0, 12), (12, 12)]
+    http_bottom = max(
+        p["gridPos"]["y"] + p["gridPos"]["h"]
+        for p in dashboard["panels"]
+        if p["title"].endswith("by route") or p["title"] == "Requests / s by route and status"
+    )
+    assert row["gridPos"]["y"] == http_bottom
+    cells = set()
+    for panel in dashboard["panels"]:
+        box = panel["gridPos"]
+        for x in range(box["x"], box["x"] + box["w"]):
+            for y in range(box["y"], box["y"] + box["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps another panel"
+                cells.add((x, y))
+
+
 # Alerts --------------------------------------------------------------------------------------
 
 
@@ -1540,15 +1701,15 @@ def test_helm_test_pod_reads_only_the_api_keys_as_a_file(redis_url_objects: list
     pod = helm_test_pod(redis_url_objects)
     test = helm_test_container(redis_url_objects)
     (volume,) = pod["spec"]["volumes"]
-    # Only the API keys, from the same Secret and key as the Deployment's file.
+    # Only the API keys, from the same Secret and key, as the same file as the Deployment's.
     assert projected_refs(volume) == {
-        "PROXY_API_KEYS": secret_refs(redis_url_objects)["PROXY_API_KEYS"],
+        API_KEYS_FILE: secret_refs(redis_url_objects)["PROXY_API_KEYS"],
     }
     assert volume["projected"]["defaultMode"] == 0o440
     assert test["volumeMounts"] == [
         {"name": volume["name"], "mountPath": SECRETS_DIR, "readOnly": True}
     ]
-    assert {"name": "TEST_API_KEYS_FILE", "value": f"{SECRETS_DIR}/PROXY_API_KEYS"} in test["env"]
+    assert {"name": "TEST_API_KEYS_FILE", "value": f"{SECRETS_DIR}/{API_KEYS_FILE}"} in test["env"]
     assert not any("valueFrom" in item for item in test["env"])
 
 
@@ -1564,7 +1725,12 @@ def test_helm_test_pod_reads_only_the_api_keys_as_a_file(redis_url_objects: list
 def test_helm_test_pod_reads_the_api_keys_as_the_deployment_does(sets: tuple[str, ...]) -> None:
     files = render("keys", sets=sets)
     (volume,) = helm_test_pod(files)["spec"]["volumes"]
-    assert projected_refs(volume)["PROXY_API_KEYS"] == secret_refs(files)["PROXY_API_KEYS"]
+    # The same file name as the Deployment's: api-keys when required, else PROXY_API_KEYS.
+    deployment_refs = projected_refs(volumes(files)["secrets"])
+    ((file_name, ref),) = projected_refs(volume).items()
+    assert deployment_refs[file_name] == ref == secret_refs(files)["PROXY_API_KEYS"]
+    test_env = {item["name"]: item for item in helm_test_container(files)["env"]}
+    assert test_env["TEST_API_KEYS_FILE"]["value"] == f"{SECRETS_DIR}/{file_name}"
     variables = render("keys", sets=(*sets, "secret.mountAsFiles=false"))
     test = helm_test_container(variables)
     keys = {item["name"]: item for item in test["env"]}
@@ -1605,36 +1771,297 @@ def run_helm_test_script(
     )
 
 
+def wait_ready(port: int) -> None:
+    """Wait up to 10 s for ``/readyz`` 200 on loopback ``port`` (the warm-up's first fetch)."""
+    for _ in range(100):
+        if http_status(port, "/readyz") == 200:
+            return
+        time.sleep(0.1)
+
+
 @pytest.mark.timeout(90)
 def test_helm_test_script_passes_against_a_live_service_and_fails_otherwise(
     redis_url_objects: list[Manifest], tmp_path: Path
 ) -> None:
     script = helm_test_container(redis_url_objects)["command"][2]
-    keys = tmp_path / "PROXY_API_KEYS"
-    # As the Secret holds it: comma-separated; the file may end with a newline.
-    keys.write_text("key-for-billing,key-for-provisioning\n", encoding="utf-8")
-    service_env = {"PROXY_API_KEYS": "key-for-billing,key-for-provisioning", "PROXY_WARMUP": "true"}
+    # The file both read, as a Secret may hold it now: named keys a line, a comment, and a bare
+    # key whose text before its ":" is no name (so all of it is the key).
+    keys = tmp_path / API_KEYS_FILE
+    keys.write_text(
+        "# rotated in November\nbilling:key-for-billing\n"
+        "provisioning: key-for-provisioning , -odd:key\n",
+        encoding="utf-8",
+    )
+    # As the chart's Secret holds secret.apiKeys: comma-separated; the file may end with a newline.
+    bare = tmp_path / "PROXY_API_KEYS"
+    bare.write_text("key-for-billing,key-for-provisioning\n", encoding="utf-8")
+    service_env = {"PROXY_API_KEYS_FILE": str(keys), "PROXY_WARMUP": "true"}
     with ProxyProcess(service_env, args=["--sandbox"]) as proxy:
-        for _ in range(100):
-            if http_status(proxy.port, "/readyz") == 200:
-                break
-            time.sleep(0.1)
+        wait_ready(proxy.port)
         from_file = run_helm_test_script(script, proxy.url, TEST_API_KEYS_FILE=str(keys))
-        from_env = run_helm_test_script(script, proxy.url, TEST_API_KEYS="key-for-billing")
+        from_bare_file = run_helm_test_script(script, proxy.url, TEST_API_KEYS_FILE=str(bare))
+        from_env = run_helm_test_script(
+            script, proxy.url, TEST_API_KEYS="provisioning:key-for-provisioning,billing:x"
+        )
+        odd = run_helm_test_script(script, proxy.url, TEST_API_KEYS="-odd:key")
         wrong = run_helm_test_script(script, proxy.url, TEST_API_KEYS="not-a-key")
         missing = run_helm_test_script(script, proxy.url)
-    assert from_file.returncode == 0, from_file.stdout + from_file.stderr
-    assert re.fullmatch(
-        rf"ok: {re.escape(proxy.url)}/readyz 200, /v1/products 200 with [1-9][0-9]* products\n",
-        from_file.stdout,
-    ), from_file.stdout
-    assert from_env.returncode == 0, from_env.stdout + from_env.stderr
+    for passed in (from_file, from_bare_file, from_env, odd):
+        assert passed.returncode == 0, passed.stdout + passed.stderr
+        assert re.fullmatch(
+            rf"ok: {re.escape(proxy.url)}/readyz 200, {re.escape(proxy.url)}/v1/products 200 "
+            r"with [1-9][0-9]* products\n",
+            passed.stdout,
+        ), passed.stdout
     for failed in (wrong, missing):
         assert failed.returncode == 1
         assert f"GET {proxy.url}/v1/products answered 401" in failed.stderr, failed.stderr
     down = run_helm_test_script(script, proxy.url, TEST_API_KEYS="key-for-billing")
     assert down.returncode == 1
     assert "Connection refused" in down.stderr, down.stderr
+
+
+class ManagedProxy(ProxyProcess):
+    """``python -m proxy`` with PROXY_MANAGEMENT_PORT; ready when ``/healthz`` answers there."""
+
+    def __init__(self, env: dict[str, str], args: list[str]) -> None:
+        super().__init__(env, args=args)
+        self.management_port = free_port()
+        self.management_url = f"http://127.0.0.1:{self.management_port}"
+
+    def _env(self) -> dict[str, str]:
+        return {**super()._env(), "PROXY_MANAGEMENT_PORT": str(self.management_port)}
+
+    def _ready(self) -> bool:
+        return http_status(self.management_port, "/healthz") == 200
+
+
+@pytest.mark.timeout(90)
+def test_helm_test_script_asks_readiness_on_the_management_port(
+    management_objects: list[Manifest],
+) -> None:
+    script = helm_test_container(management_objects)["command"][2]
+    service_env = {"PROXY_API_KEYS": "billing:key-for-billing", "PROXY_WARMUP": "true"}
+    with ManagedProxy(service_env, args=["--sandbox"]) as proxy:
+        wait_ready(proxy.management_port)
+        keys = {"TEST_API_KEYS": "billing:key-for-billing"}
+        passed = run_helm_test_script(
+            script, proxy.url, TEST_MANAGEMENT_URL=proxy.management_url, **keys
+        )
+        # Without the management URL it asks the API port, where /readyz is an unknown path.
+        api_port_only = run_helm_test_script(script, proxy.url, **keys)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert re.fullmatch(
+        rf"ok: {re.escape(proxy.management_url)}/readyz 200, {re.escape(proxy.url)}/v1/products "
+        r"200 with [1-9][0-9]* products\n",
+        passed.stdout,
+    ), passed.stdout
+    assert api_port_only.returncode == 1
+    assert f"GET {proxy.url}/readyz answered 404" in api_port_only.stderr, api_port_only.stderr
+
+
+# The management port ----------------------------------------------------------------------------
+
+
+def test_management_port_is_off_by_default(default_objects: list[Manifest]) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    assert values["managementPort"] is None
+    assert "PROXY_MANAGEMENT_PORT" not in settings(default_objects)
+    assert management_ports(default_objects) == []
+    assert [item["name"] for item in helm_test_container(default_objects)["env"]] == [
+        "TEST_BASE_URL"
+    ]
+    # Metrics share the API port: the monitor scrapes it and the policy lets the scraper in.
+    objects = render(
+        "pp",
+        sets=("serviceMonitor.enabled=true", "networkPolicy.enabled=true"),
+        monitoring_api=True,
+    )
+    assert [e["port"] for e in one(objects, "ServiceMonitor")["spec"]["endpoints"]] == ["http"]
+    ingress = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert [[port["port"] for port in rule["ports"]] for rule in ingress] == [["http"]] * 3
+
+
+def test_management_port_carries_probes_metrics_and_the_test_readiness(
+    management_objects: list[Manifest],
+) -> None:
+    assert settings(management_objects)["PROXY_MANAGEMENT_PORT"] == str(MANAGEMENT_PORT)
+    service = one(management_objects, "Service")
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+        "http": 8080,
+        "management": MANAGEMENT_PORT,
+    }
+    (endpoint,) = one(management_objects, "ServiceMonitor")["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("management", "/metrics")
+    test = {
+        item["name"]: item.get("value") for item in helm_test_container(management_objects)["env"]
+    }
+    name = service["metadata"]["name"]
+    assert test["TEST_BASE_URL"] == f"http://{name}.{NAMESPACE}.svc:8080"
+    assert test["TEST_MANAGEMENT_URL"] == f"http://{name}.{NAMESPACE}.svc:{MANAGEMENT_PORT}"
+
+
+def test_network_policy_keeps_callers_and_the_scraper_on_their_own_ports(
+    management_objects: list[Manifest],
+) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    ingress = one(management_objects, "NetworkPolicy")["spec"]["ingress"]
+    callers, scraper, test_pod = ingress
+    # Callers (ingressFrom) reach the API and not the metrics; the scraper (metricsFrom) the
+    # metrics and not the API; this release's test pod both (/readyz and /v1/products).
+    assert callers == {
+        "from": values["networkPolicy"]["ingressFrom"],
+        "ports": [{"port": "http", "protocol": "TCP"}],
+    }
+    assert scraper == {
+        "from": values["networkPolicy"]["metricsFrom"],
+        "ports": [{"port": "management", "protocol": "TCP"}],
+    }
+    assert test_pod["ports"] == [
+        {"port": "http", "protocol": "TCP"},
+        {"port": "management", "protocol": "TCP"},
+    ]
+    assert selects(
+        test_pod["from"][0]["podSelector"]["matchLabels"],
+        helm_test_pod(management_objects)["metadata"]["labels"],
+    )
+    # The named ports the policy uses are the container's.
+    names = {port["name"] for port in container(management_objects)["ports"]}
+    assert {port["port"] for rule in ingress for port in rule["ports"]} == names
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("managementPort=8080",), "managementPort (8080) must differ from containerPort"),
+        (
+            ("containerPort=9000", "managementPort=9000"),
+            "managementPort (9000) must differ from containerPort",
+        ),
+        (
+            ("service.port=80", "managementPort=80"),
+            "managementPort (80) must differ from service.port",
+        ),
+    ],
+)
+def test_management_port_must_differ_from_the_api_ports(
+    sets: tuple[str, ...], message: str
+) -> None:
+    result = helm(*template_args("bad", sets=sets))
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+# API keys the service re-reads ----------------------------------------------------------------
+
+
+def api_keys_files(objects: list[Manifest]) -> dict[str, dict[str, Any]]:
+    """Files of the secrets volume that hold API keys, by name, as {name, key[, optional]}."""
+    refs = projected_refs(volumes(objects)["secrets"])
+    return {path: ref for path, ref in refs.items() if path in {API_KEYS_FILE, "PROXY_API_KEYS"}}
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("secret.apiKeys={billing:key-a,key-b}",),
+        ("existingSecret.name=creds", "requireApiKeys=true"),
+        ("existingSecret.name=creds", "requireApiKeys=true", "existingSecret.keys.apiKeys=keys"),
+    ],
+)
+def test_required_api_keys_are_a_file_the_service_re_reads(sets: tuple[str, ...]) -> None:
+    objects = render("keys", sets=sets)
+    (ref,) = api_keys_files(objects).values()
+    assert api_keys_files(objects) == {API_KEYS_FILE: ref}
+    assert "optional" not in ref
+    assert env(objects)["PROXY_API_KEYS_FILE"]["value"] == f"{SECRETS_DIR}/{API_KEYS_FILE}"
+    # In the volume PROXY_SECRETS_DIR names, but under a name it does not read.
+    assert env(objects)["PROXY_SECRETS_DIR"]["value"] == SECRETS_DIR
+    assert not any("subPath" in mount for mount in mounts(objects).values())
+
+
+@pytest.mark.parametrize("switch", ["requireApiKeys=null", "requireApiKeys=false"])
+def test_optional_api_keys_stay_a_file_read_once(switch: str) -> None:
+    # The key may be missing, and the service refuses a PROXY_API_KEYS_FILE naming no file.
+    objects = render("keys", sets=("existingSecret.name=creds", switch))
+    assert api_keys_files(objects) == {
+        "PROXY_API_KEYS": {"name": "creds", "key": "api-keys", "optional": True}
+    }
+    assert "PROXY_API_KEYS_FILE" not in env(objects)
+
+
+def test_api_keys_as_a_variable_are_never_a_file() -> None:
+    objects = render("keys", sets=("secret.apiKeys={billing:key-a}", "secret.mountAsFiles=false"))
+    assert "PROXY_API_KEYS_FILE" not in env(objects)
+    assert env(objects)["PROXY_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "keys-product-proxy",
+        "key": "api-keys",
+    }
+
+
+def test_named_api_keys_reach_the_secret_as_written(management_objects: list[Manifest]) -> None:
+    secret = one(management_objects, "Secret")
+    keys = base64.b64decode(secret["data"]["api-keys"]).decode()
+    assert keys == "billing:key-for-billing,provisioning:key-for-provisioning"
+    (volume,) = helm_test_pod(management_objects)["spec"]["volumes"]
+    assert projected_refs(volume) == {
+        API_KEYS_FILE: {"name": secret["metadata"]["name"], "key": "api-keys"}
+    }
+
+
+# OpenTelemetry ---------------------------------------------------------------------------------
+
+
+def otel_env(objects: list[Manifest]) -> list[tuple[str, str]]:
+    """The proxy container's OTEL_* variables, in order, as (name, value)."""
+    return [
+        (item["name"], item["value"])
+        for item in container(objects).get("env", [])
+        if item["name"].startswith("OTEL_")
+    ]
+
+
+def test_otel_is_off_by_default_and_sets_nothing(renders: dict[str, list[Manifest]]) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    assert values["otel"] == {
+        "enabled": False,
+        "endpoint": "",
+        "serviceName": "",
+        "sampler": "parentbased_traceidratio",
+        "samplerArg": "0.1",
+        "extraEnv": {},
+    }
+    for name, objects in renders.items():
+        if name != "management":
+            assert otel_env(objects) == [], name
+            assert not any(key.startswith("OTEL_") for key in settings(objects)), name
+
+
+def test_otel_enabled_sets_the_exporter_endpoint_name_and_sampler(
+    management_objects: list[Manifest],
+) -> None:
+    assert otel_env(management_objects) == [
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector.monitoring.svc:4318"),
+        ("OTEL_SERVICE_NAME", "ops-product-proxy"),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=production"),
+    ]
+
+
+def test_otel_leaves_the_endpoint_and_argument_to_the_sdk_when_empty() -> None:
+    sets = (
+        "otel.enabled=true",
+        "otel.serviceName=catalog",
+        "otel.sampler=always_on",
+        "otel.samplerArg=",
+    )
+    assert otel_env(render("pp", sets=sets)) == [
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+        ("OTEL_SERVICE_NAME", "catalog"),
+        ("OTEL_TRACES_SAMPLER", "always_on"),
+    ]
 
 
 # Extra volumes, envFrom and sidecars ------------------------------------------------------------
@@ -1884,13 +2311,15 @@ def test_example_with_redis_reads_the_url_from_the_secret(
     assert not {key for key in config if key.startswith(("PROXY_REDIS_SENTINEL", "PROXY_REDIS_CL"))}
     assert list(volumes(with_redis_objects)) == ["tmp", "secrets"]
     assert env(with_redis_objects) == {
-        "PROXY_SECRETS_DIR": {"name": "PROXY_SECRETS_DIR", "value": SECRETS_DIR}
+        "PROXY_SECRETS_DIR": {"name": "PROXY_SECRETS_DIR", "value": SECRETS_DIR},
+        "PROXY_API_KEYS_FILE": {
+            "name": "PROXY_API_KEYS_FILE",
+            "value": f"{SECRETS_DIR}/{API_KEYS_FILE}",
+        },
     }
     # The helm test sends one of the required API keys.
     (volume,) = helm_test_pod(with_redis_objects)["spec"]["volumes"]
-    assert projected_refs(volume) == {
-        "PROXY_API_KEYS": {"name": "product-proxy", "key": "api-keys"}
-    }
+    assert projected_refs(volume) == {API_KEYS_FILE: {"name": "product-proxy", "key": "api-keys"}}
     redis_rule = one(with_redis_objects, "NetworkPolicy")["spec"]["egress"][1]
     assert redis_rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
     assert redis_rule["to"][0]["namespaceSelector"] == {

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.net import free_port
+from tests.support.net import free_port, http_status
 from tests.support.processes import ProxyProcess
 from tests.support.settings import REPO_ROOT, clean_env
 from tests.support.tools import tool
@@ -258,6 +258,21 @@ def test_healthcheck_is_exec_form_python() -> None:
     compile(argv[2], "<HEALTHCHECK>", "exec")
     assert "/healthz" in argv[2]
     assert "PROXY_PORT" in argv[2]
+    assert "PROXY_MANAGEMENT_PORT" in argv[2]
+
+
+class ManagedProxy(ProxyProcess):
+    """``python -m proxy`` with PROXY_MANAGEMENT_PORT; ready when ``/healthz`` answers there."""
+
+    def __init__(self, args: list[str]) -> None:
+        super().__init__(args=args)
+        self.management_port = free_port()
+
+    def _env(self) -> dict[str, str]:
+        return {**super()._env(), "PROXY_MANAGEMENT_PORT": str(self.management_port)}
+
+    def _ready(self) -> bool:
+        return http_status(self.management_port, "/healthz") == 200
 
 
 def test_healthcheck_command_passes_on_a_live_service_and_fails_without_one() -> None:
@@ -266,8 +281,30 @@ def test_healthcheck_command_passes_on_a_live_service_and_fails_without_one() ->
     env = clean_env() | {"http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
     with ProxyProcess(args=["--sandbox"]) as proxy:
         healthy = run(argv, timeout=20, env=env | {"PROXY_PORT": str(proxy.port)})
+        # The variable is set but empty (as a chart leaves an unset value): PROXY_PORT counts.
+        empty = run(
+            argv,
+            timeout=20,
+            env=env | {"PROXY_PORT": str(proxy.port), "PROXY_MANAGEMENT_PORT": ""},
+        )
     assert healthy.returncode == 0, healthy.stderr
+    assert empty.returncode == 0, empty.stderr
     dead = run(argv, timeout=20, env=env | {"PROXY_PORT": str(free_port())})
+    assert dead.returncode != 0
+
+
+def test_healthcheck_command_probes_the_management_port_when_one_is_set() -> None:
+    argv = [sys.executable, *healthcheck_argv()[1:]]
+    env = clean_env() | {"http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    with ManagedProxy(args=["--sandbox"]) as proxy:
+        ports = {"PROXY_PORT": str(proxy.port), "PROXY_MANAGEMENT_PORT": str(proxy.management_port)}
+        healthy = run(argv, timeout=20, env=env | ports)
+        # The API port alone answers /healthz with 404 now: the command must not go there.
+        api_only = run(argv, timeout=20, env=env | {"PROXY_PORT": str(proxy.port)})
+    assert healthy.returncode == 0, healthy.stderr
+    assert api_only.returncode != 0
+    assert "404" in api_only.stderr, api_only.stderr
+    dead = run(argv, timeout=20, env=env | ports)
     assert dead.returncode != 0
 
 

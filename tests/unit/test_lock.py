@@ -60,8 +60,10 @@ def _pyproject() -> dict[str, object]:
 def _declared() -> list[Requirement]:
     project = _pyproject()
     runtime = project["project"]["dependencies"]  # type: ignore[index]
+    # The image carries the otel extra, so that OTEL_* alone turns tracing on.
+    otel = project["project"]["optional-dependencies"]["otel"]  # type: ignore[index]
     build = project["build-system"]["requires"]  # type: ignore[index]
-    return [Requirement(text) for text in [*runtime, *build]]
+    return [Requirement(text) for text in [*runtime, *otel, *build]]
 
 
 @pytest.fixture(scope="module")

@@ -482,3 +482,44 @@ def test_the_event_loop_setting_picks_the_loop_factory(monkeypatch: pytest.Monke
     assert _loop_factory("asyncio") is None
     monkeypatch.setattr(main_module, "uvloop_available", lambda: False)
     assert _loop_factory("auto") is None  # falls back to asyncio's own loop
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("billing:k1,billing:", "entry 2 (billing) has an empty key"),
+        ("anonymous:k1", "'anonymous' is reserved"),
+        ("a:k1,b:k1", "the same key is listed twice"),
+    ],
+)
+def test_named_api_key_errors_name_the_entry_never_the_key(value: str, message: str) -> None:
+    (line,) = errors_for(api_keys=value)
+    assert line.startswith("PROXY_API_KEYS: ")
+    assert message in line
+    assert "k1" not in line
+
+
+def test_named_api_keys_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_API_KEYS", "billing:k1, portal:k2 ,bare")
+    settings = Settings(_env_file=None)
+    assert [key.get_secret_value() for key in settings.api_keys] == [
+        "billing:k1",
+        "portal:k2",
+        "bare",
+    ]
+
+
+def test_a_missing_key_file_stops_the_start() -> None:
+    (line,) = errors_for(api_keys_file="/nonexistent/api-keys")
+    assert line.startswith("PROXY_API_KEYS_FILE: Value error, is not a readable file")
+
+
+def test_the_management_port_must_differ_and_empty_is_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (line,) = errors_for(port="9000", management_port="9000")
+    assert line == "PROXY_MANAGEMENT_PORT must differ from PROXY_PORT"
+    monkeypatch.setenv("PROXY_MANAGEMENT_PORT", "")
+    assert Settings(_env_file=None).management_port is None
+    monkeypatch.setenv("PROXY_MANAGEMENT_PORT", "9090")
+    assert Settings(_env_file=None).management_port == 9090

@@ -171,6 +171,12 @@ runbook_url: {{ printf "%s#%s" . (lower $.alert) | quote }}
 {{- if and (include "product-proxy.redisCa" .) (eq .Values.redis.mode "cluster") (not .Values.redis.tls) -}}
 {{- fail "redis.caBundle is set but redis.tls is false (set redis.tls=true for TLS to the cluster nodes)" -}}
 {{- end -}}
+{{- if and (not (kindIs "invalid" .Values.managementPort)) (eq (int .Values.managementPort) (int .Values.containerPort)) -}}
+{{- fail (printf "managementPort (%v) must differ from containerPort: the service refuses to serve both on one port" .Values.managementPort) -}}
+{{- end -}}
+{{- if and (not (kindIs "invalid" .Values.managementPort)) (eq (int .Values.managementPort) (int .Values.service.port)) -}}
+{{- fail (printf "managementPort (%v) must differ from service.port: the Service's management port has the same number" .Values.managementPort) -}}
+{{- end -}}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
 {{- end -}}
@@ -202,11 +208,15 @@ null, whether secret.apiKeys has keys.
 {{/* Container environment ------------------------------------------------------------------ */}}
 
 {{/*
-The secret settings the pods read, as a JSON list of {var, key, optional}: the variable, its key
-in the Secret, and whether the reference may be missing. The chart's own Secret holds only the
-values that are set, so only those are listed (none optional). An existing Secret is listed by
-the configured key names: the 1NCE credentials (and the Redis URL in url mode, and the API keys
-when required) must be there, the rest are optional.
+The secret settings the pods read, as a JSON list of {var, key, optional, file}: the variable,
+its key in the Secret, whether the reference may be missing, and the file it becomes with
+secret.mountAsFiles. The chart's own Secret holds only the values that are set, so only those
+are listed (none optional). An existing Secret is listed by the configured key names: the 1NCE
+credentials (and the Redis URL in url mode, and the API keys when required) must be there, the
+rest are optional. Each file is named after its variable (PROXY_SECRETS_DIR reads it once),
+except required API keys: they are the file api-keys, named by PROXY_API_KEYS_FILE, which the
+service re-reads when it changes. An optional one stays PROXY_API_KEYS, because the service
+refuses a PROXY_API_KEYS_FILE that names no file, and the key may be missing.
 */}}
 {{- define "product-proxy.secretItems" -}}
 {{- $mode := .Values.redis.mode -}}
@@ -226,17 +236,64 @@ when required) must be there, the rest are optional.
 {{- $var := index . 0 -}}
 {{- $field := index . 1 -}}
 {{- if index . 2 -}}
+{{- $item := dict -}}
 {{- if $.Values.existingSecret.name -}}
 {{- $key := index $.Values.existingSecret.keys $field -}}
 {{- if $key -}}
-{{- $items = append $items (dict "var" $var "key" $key "optional" (not (index . 3))) -}}
+{{- $item = dict "var" $var "key" $key "optional" (not (index . 3)) -}}
 {{- end -}}
 {{- else if index $.Values.secret $field -}}
-{{- $items = append $items (dict "var" $var "key" (kebabcase $field) "optional" false) -}}
+{{- $item = dict "var" $var "key" (kebabcase $field) "optional" false -}}
+{{- end -}}
+{{- if $item -}}
+{{- $file := ternary "api-keys" $var (and (eq $var "PROXY_API_KEYS") (not $item.optional)) -}}
+{{- $items = append $items (set $item "file" $file) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $items -}}
+{{- end -}}
+
+{{/*
+PROXY_API_KEYS_FILE's value: the api-keys file in the secrets volume when the pods read required
+API keys as files (secret.mountAsFiles); empty otherwise.
+*/}}
+{{- define "product-proxy.apiKeysFile" -}}
+{{- if .Values.secret.mountAsFiles -}}
+{{- range include "product-proxy.secretItems" . | fromJsonArray -}}
+{{- if and (eq .var "PROXY_API_KEYS") (ne .file .var) -}}
+{{- printf "%s/%s" (include "product-proxy.secretsDir" $) .file -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The container port the probes and the scraper use: "management" when set apart, else "http". */}}
+{{- define "product-proxy.managementPortName" -}}
+{{- if kindIs "invalid" .Values.managementPort -}}http{{- else -}}management{{- end -}}
+{{- end -}}
+
+{{/*
+The OpenTelemetry variables (otel.enabled), as a JSON list of {name, value}; empty when off.
+*/}}
+{{- define "product-proxy.otelEnv" -}}
+{{- $o := .Values.otel -}}
+{{- $env := list -}}
+{{- if $o.enabled -}}
+{{- $env = append $env (dict "name" "OTEL_TRACES_EXPORTER" "value" "otlp") -}}
+{{- with $o.endpoint -}}
+{{- $env = append $env (dict "name" "OTEL_EXPORTER_OTLP_ENDPOINT" "value" .) -}}
+{{- end -}}
+{{- $env = append $env (dict "name" "OTEL_SERVICE_NAME" "value" (default (include "product-proxy.fullname" .) $o.serviceName)) -}}
+{{- $env = append $env (dict "name" "OTEL_TRACES_SAMPLER" "value" $o.sampler) -}}
+{{- with $o.samplerArg -}}
+{{- $env = append $env (dict "name" "OTEL_TRACES_SAMPLER_ARG" "value" .) -}}
+{{- end -}}
+{{- range $name, $value := $o.extraEnv -}}
+{{- $env = append $env (dict "name" $name "value" $value) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $env -}}
 {{- end -}}
 
 {{/* Where the secret files are mounted (secret.mountAsFiles); PROXY_SECRETS_DIR points here. */}}
@@ -257,7 +314,7 @@ when required) must be there, the rest are optional.
 {{- end -}}
 
 {{/*
-A projected volume of secret items, each a file named after its variable (secret.mountAsFiles).
+A projected volume of secret items, each a file named by its "file" (secret.mountAsFiles).
 Required items and optional ones are separate sources: an optional source skips a missing key
 (or Secret), a required one keeps the pod from starting without it. Mode 0440, readable through
 podSecurityContext.fsGroup. Argument: dict ctx name items.
@@ -286,7 +343,7 @@ podSecurityContext.fsGroup. Argument: dict ctx name items.
           items:
             {{- range $source.items }}
             - key: {{ .key }}
-              path: {{ .var }}
+              path: {{ .file }}
             {{- end }}
       {{- end }}
       {{- end }}
@@ -318,6 +375,9 @@ podSecurityContext.fsGroup. Argument: dict ctx name items.
 {{- define "product-proxy.configData" -}}
 {{- $c := .Values.config -}}
 PROXY_PORT: {{ include "product-proxy.number" .Values.containerPort | quote }}
+{{- if not (kindIs "invalid" .Values.managementPort) }}
+PROXY_MANAGEMENT_PORT: {{ include "product-proxy.number" .Values.managementPort | quote }}
+{{- end }}
 PROXY_UPSTREAM_URL: {{ $c.upstreamUrl | quote }}
 PROXY_KEY_PREFIX: {{ $c.keyPrefix | quote }}
 PROXY_CACHE_TTL: {{ include "product-proxy.number" $c.cacheTtl | quote }}

@@ -1,0 +1,153 @@
+"""The keys in force, and which caller an ``Authorization`` header names."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from proxy.callers.keys import ApiKey, KeyEntryError, parse_entries, split_key_file
+from proxy.callers.tokens import CallerTokens
+
+logger = structlog.get_logger(__name__)
+_BEARER = "bearer"
+
+
+@dataclass(frozen=True, slots=True)
+class _KeySet:
+    """An immutable snapshot of the keys, swapped whole when the key file changes."""
+
+    keys: tuple[ApiKey, ...]
+    # (key bytes, caller name) pairs, encoded once for the constant-time comparison.
+    encoded: tuple[tuple[bytes, str], ...]
+    required: bool
+
+
+def _key_set(keys: tuple[ApiKey, ...], *, required: bool) -> _KeySet:
+    encoded = tuple((key.secret.get_secret_value().encode(), key.name) for key in keys)
+    return _KeySet(keys, encoded, required)
+
+
+class Callers:
+    """Names the caller of each request from its bearer: an API key or a caller token.
+
+    With no keys (and no key file) every request is ``anonymous`` and nothing is required.
+    A key file, when set, wins over the listed keys and is re-read when it changes; while
+    one is set keys are always required, so an emptied file refuses every caller rather
+    than opening the API. A file that cannot be read or parsed leaves the keys as they were.
+    """
+
+    def __init__(
+        self, keys: tuple[ApiKey, ...], *, key_file: Path | None = None, tokens: CallerTokens
+    ) -> None:
+        """Start with ``keys`` (or, with ``key_file``, nothing until :meth:`load_file`)."""
+        self._file = key_file
+        self._seen: tuple[int, int, int] | None = None
+        self._set = _key_set(keys, required=bool(keys) or key_file is not None)
+        self._tokens = tokens
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def required(self) -> bool:
+        """Whether protected routes need a key (or a caller token)."""
+        return self._set.required
+
+    @property
+    def keys(self) -> tuple[ApiKey, ...]:
+        """The keys in force now."""
+        return self._set.keys
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The names of the keys in force."""
+        return frozenset(name for _, name in self._set.encoded)
+
+    @property
+    def tokens(self) -> CallerTokens:
+        """Issues and checks caller tokens for the keys in force."""
+        return self._tokens
+
+    def identify(self, authorization: str | None) -> str | None:
+        """Name the caller of ``Authorization: Bearer <key or caller token>`` (None: nobody).
+
+        Only ASCII space and tab around the bearer are ignored, and an empty one never
+        matches. Every key is compared in constant time, whatever matched earlier, so the
+        time taken says nothing about which key (or how much of one) was right.
+        """
+        scheme, _, given = (authorization or "").partition(" ")
+        # str.strip() would also drop U+00A0 and friends, turning "Bearer \u00a0" into an
+        # empty key that an empty secret would match.
+        given = given.strip(" \t")
+        if scheme.lower() != _BEARER or not given:
+            return None
+        if self._tokens.looks_like_token(given):
+            return self._tokens.verify(given, self._set.keys)
+        # aiohttp decodes header bytes with surrogateescape; encode them back the same way,
+        # so a non-UTF-8 header is simply a key that does not match.
+        candidate = given.encode("utf-8", "surrogateescape")
+        found: str | None = None
+        for secret, name in self._set.encoded:
+            if hmac.compare_digest(candidate, secret) and found is None:
+                found = name
+        return found
+
+    def load_file(self) -> bool:
+        """Read the key file if it changed since the last read; True when the keys changed."""
+        if self._file is None:
+            return False
+        try:
+            status = self._file.stat()
+            seen = (status.st_mtime_ns, status.st_size, status.st_ino)
+            if seen == self._seen:
+                return False
+            text = self._file.read_text(encoding="utf-8")
+            keys = parse_entries(split_key_file(text))
+        except (OSError, UnicodeDecodeError, KeyEntryError) as exc:
+            # Never the file's text: it holds the keys.
+            reason = str(exc) if isinstance(exc, KeyEntryError) else type(exc).__name__
+            logger.error(  # noqa: TRY400 - a traceback could quote the file's keys
+                "api_keys_file_unusable", path=str(self._file), reason=reason
+            )
+            return False
+        self._seen = seen
+        before = self.names
+        self._set = _key_set(keys, required=True)
+        logger.info(
+            "api_keys_loaded",
+            path=str(self._file),
+            keys=len(keys),
+            callers=sorted(self.names),
+            added=sorted(self.names - before),
+            removed=sorted(before - self.names),
+        )
+        if not keys:
+            logger.warning("api_keys_file_empty", path=str(self._file))
+        return True
+
+    def start(self, interval: float) -> None:
+        """Read the key file now and then every ``interval`` seconds (no file: nothing)."""
+        if self._file is None or self._watcher is not None:
+            return
+        self.load_file()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(interval))
+
+    async def close(self) -> None:
+        """Stop watching the key file."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            try:
+                await watcher
+            except asyncio.CancelledError:
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    raise
+
+    async def _watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            # A stat() and, on a change, a small read: cheap enough for the loop, but run
+            # in a thread all the same, so a hung network file system cannot stall serving.
+            await asyncio.to_thread(self.load_file)

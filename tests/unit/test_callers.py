@@ -1,0 +1,160 @@
+"""Named API keys, caller tokens, and the key file: parsing, identifying, rotating."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from proxy.callers.keys import KeyEntryError, fingerprint, parse_entries, split_key_file
+from proxy.callers.registry import Callers
+from proxy.callers.tokens import LIFETIME, PREFIX, CallerTokens
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _callers(*entries: str, clock: Clock | None = None) -> Callers:
+    return Callers(parse_entries(entries), tokens=CallerTokens(clock or Clock()))
+
+
+def test_named_and_bare_entries() -> None:
+    keys = parse_entries(["billing:k-1", " portal : k-2 ", "bare-key-3", "k/1:2"])
+    assert [(key.name, key.secret.get_secret_value()) for key in keys] == [
+        ("billing", "k-1"),
+        ("portal", "k-2"),
+        (fingerprint("bare-key-3"), "bare-key-3"),
+        # Not a name before the colon: the whole entry is a bare key.
+        (fingerprint("k/1:2"), "k/1:2"),
+    ]
+    assert fingerprint("bare-key-3").startswith("key-")
+    assert len(fingerprint("bare-key-3")) == 12
+    assert "bare-key-3" not in fingerprint("bare-key-3")
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (["billing:"], "entry 1 (billing) has an empty key"),
+        (["a:1", " "], "entry 2 is blank"),
+        (["anonymous:k"], "'anonymous' is reserved"),
+        (["unauthenticated:k"], "'unauthenticated' is reserved"),
+        (["a:same", "b:same"], "the same key is listed twice"),
+    ],
+)
+def test_bad_entries_are_refused_without_quoting_the_key(entries: list[str], message: str) -> None:
+    with pytest.raises(KeyEntryError) as caught:
+        parse_entries(entries)
+    assert message in str(caught.value)
+    assert "same" not in str(caught.value).replace("the same key", "")
+
+
+def test_key_file_lines_commas_comments() -> None:
+    text = "# callers\nbilling:k-1\n\n  portal:k-2, portal:k-3\n"
+    assert split_key_file(text) == ["billing:k-1", "portal:k-2", " portal:k-3"]
+
+
+def test_identify_names_the_caller_of_each_key() -> None:
+    callers = _callers("billing:k-1", "portal:k-2", "portal:k-3", "bare")
+    assert callers.required
+    assert callers.identify("Bearer k-1") == "billing"
+    assert callers.identify("bearer k-2") == "portal"
+    assert callers.identify("Bearer \tk-3 ") == "portal"
+    assert callers.identify("Bearer bare") == fingerprint("bare")
+    assert callers.names == {"billing", "portal", fingerprint("bare")}
+    for refused in (None, "", "Bearer", "Bearer ", "Basic k-1", "Bearer k-1x", "Bearer \u00a0k-1"):
+        assert callers.identify(refused) is None, refused
+
+
+def test_no_keys_require_nothing() -> None:
+    callers = _callers()
+    assert not callers.required
+    assert callers.identify("Bearer anything") is None
+
+
+def test_a_caller_token_names_its_caller_until_it_expires() -> None:
+    clock = Clock()
+    callers = _callers("billing:k-1", "portal:k-2", clock=clock)
+    billing = callers.keys[0]
+    token = callers.tokens.issue("billing", billing)
+    assert token.startswith(PREFIX)
+    assert "k-1" not in token
+    assert callers.identify(f"Bearer {token}") == "billing"
+    clock.now += LIFETIME - 1
+    assert callers.identify(f"Bearer {token}") == "billing"
+    clock.now += 1
+    assert callers.identify(f"Bearer {token}") is None
+
+
+def test_a_forged_or_altered_token_names_nobody() -> None:
+    callers = _callers("billing:k-1", "portal:k-2")
+    token = callers.tokens.issue("billing", callers.keys[0])
+    payload, _, signature = token.rpartition(".")
+    # Signed with another caller's key: the names must match the key that signed.
+    as_portal = callers.tokens.issue("billing", callers.keys[1])
+    assert callers.identify(f"Bearer {as_portal}") is None
+    claims_of_portal = callers.tokens.issue("portal", callers.keys[1]).rpartition(".")[0]
+    for forged in (
+        f"{claims_of_portal}.{signature}",
+        f"{payload}.{signature[:-2]}",
+        f"{payload}x.{signature}",
+        f"{PREFIX}!!!.{signature}",
+        PREFIX,
+        PREFIX + "a" * 600,
+    ):
+        assert callers.identify(f"Bearer {forged}") is None, forged
+
+
+def test_removing_a_key_revokes_its_tokens_other_replicas_verify_them() -> None:
+    clock = Clock()
+    before = _callers("portal:old", "portal:new", clock=clock)
+    old_token = before.tokens.issue("portal", before.keys[0])
+    new_token = before.tokens.issue("portal", before.keys[1])
+    # Another replica (another CallerTokens) with the same keys accepts both.
+    other = _callers("portal:old", "portal:new", clock=clock)
+    assert other.identify(f"Bearer {old_token}") == "portal"
+    after = _callers("portal:new", clock=clock)
+    assert after.identify(f"Bearer {old_token}") is None
+    assert after.identify(f"Bearer {new_token}") == "portal"
+
+
+def _write(path: Path, text: str, stamp: int) -> None:
+    path.write_text(text)
+    # A distinct modification time for each version, as a real rewrite would have.
+    os.utime(path, ns=(stamp, stamp))
+
+
+def test_the_key_file_wins_is_reread_on_change_and_a_bad_one_is_ignored(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "api-keys"
+    _write(path, "billing:k-1\n", 1_000_000_000)
+    callers = Callers(parse_entries(["listed:k-9"]), key_file=path, tokens=CallerTokens())
+    assert callers.load_file()
+    assert callers.identify("Bearer k-9") is None
+    assert callers.identify("Bearer k-1") == "billing"
+    assert not callers.load_file()  # unchanged
+
+    _write(path, "billing:k-2\nportal:k-3\n", 2_000_000_000)
+    assert callers.load_file()
+    assert callers.identify("Bearer k-1") is None
+    assert callers.identify("Bearer k-2") == "billing"
+    assert callers.identify("Bearer k-3") == "portal"
+
+    _write(path, "billing:k-2\nbilling:\n", 3_000_000_000)
+    assert not callers.load_file()  # unusable: the keys stay as they were
+    assert callers.identify("Bearer k-3") == "portal"
+
+    _write(path, "# nobody\n", 4_000_000_000)
+    assert callers.load_file()
+    assert callers.required
+    assert callers.identify("Bearer k-2") is None
+    path.unlink()
+    assert not callers.load_file()
+    assert callers.required
