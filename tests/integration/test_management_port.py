@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -29,7 +29,7 @@ from proxy.web.health import healthz
 from proxy.web.management import ApiAppNotStartedError, create_management_app
 from proxy.web.pipeline import RequestPipeline
 from proxy.web.routes import MANAGEMENT_ROUTES, Route, install_routes
-from tests.support.net import HOST, free_port, http_status
+from tests.support.net import free_port, http_status
 from tests.support.processes import ProxyProcess
 from tests.support.settings import REPO_ROOT, clean_env, make_settings
 
@@ -38,26 +38,6 @@ API_KEY = "management-port-test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 SHUTDOWN_DELAY = 2.0
 REQUESTS = "product_proxy_http_requests_total"
-
-
-class ManagedProxy(ProxyProcess):
-    """``python -m proxy`` with PROXY_MANAGEMENT_PORT; ready when ``/healthz`` answers there."""
-
-    def __init__(
-        self, env: Mapping[str, str] | None = None, *, args: Sequence[str] = ("--sandbox",)
-    ) -> None:
-        super().__init__(env, args=args)
-        self.management_port = free_port()
-
-    @property
-    def management_url(self) -> str:
-        return f"http://{HOST}:{self.management_port}"
-
-    def _env(self) -> dict[str, str]:
-        return {**super()._env(), "PROXY_MANAGEMENT_PORT": str(self.management_port)}
-
-    def _ready(self) -> bool:
-        return http_status(self.management_port, "/healthz") == 200
 
 
 class Reply:
@@ -95,16 +75,18 @@ def requests_counted(text: str, route: str, status: str) -> float:
 
 
 @pytest.fixture
-def proxy() -> Iterator[ManagedProxy]:
+def proxy() -> Iterator[ProxyProcess]:
     """A ready proxy with API keys, a warm catalog and a shutdown delay to watch."""
-    process = ManagedProxy(
+    process = ProxyProcess(
         {
             "PROXY_API_KEYS": API_KEY,
             "PROXY_WARMUP": "true",
             "PROXY_SHUTDOWN_DELAY": str(SHUTDOWN_DELAY),
             "PROXY_LOG_FORMAT": "json",
             "PROXY_LOG_LEVEL": "info",
-        }
+        },
+        args=["--sandbox"],
+        management=True,
     )
     process.start()
     try:
@@ -123,7 +105,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
-async def wait_ready(session: aiohttp.ClientSession, proxy: ManagedProxy) -> Reply:
+async def wait_ready(session: aiohttp.ClientSession, proxy: ProxyProcess) -> Reply:
     """Wait for ``/readyz`` 200 on the management port (the warm-up's first fetch)."""
     deadline = time.monotonic() + 10
     while True:
@@ -134,7 +116,7 @@ async def wait_ready(session: aiohttp.ClientSession, proxy: ManagedProxy) -> Rep
 
 
 async def test_probes_and_metrics_answer_on_the_management_port_only(
-    proxy: ManagedProxy, session: aiohttp.ClientSession
+    proxy: ProxyProcess, session: aiohttp.ClientSession
 ) -> None:
     ready = await wait_ready(session, proxy)
     assert ready.status == 200, ready.text
@@ -160,7 +142,7 @@ async def test_probes_and_metrics_answer_on_the_management_port_only(
 
 
 async def test_the_api_answers_on_the_api_port_only(
-    proxy: ManagedProxy, session: aiohttp.ClientSession
+    proxy: ProxyProcess, session: aiohttp.ClientSession
 ) -> None:
     assert (await wait_ready(session, proxy)).status == 200
     products = await fetch(session, f"{proxy.url}/v1/products", headers=AUTH)
@@ -186,7 +168,7 @@ async def test_the_api_answers_on_the_api_port_only(
 
 
 async def test_management_metrics_count_the_api_ports_requests(
-    proxy: ManagedProxy, session: aiohttp.ClientSession
+    proxy: ProxyProcess, session: aiohttp.ClientSession
 ) -> None:
     assert (await wait_ready(session, proxy)).status == 200
     before = (await fetch(session, f"{proxy.management_url}/metrics")).text
@@ -206,7 +188,7 @@ async def test_management_metrics_count_the_api_ports_requests(
 
 @pytest.mark.slow
 async def test_sigterm_turns_management_readiness_false_then_stops_both_ports(
-    proxy: ManagedProxy, session: aiohttp.ClientSession
+    proxy: ProxyProcess, session: aiohttp.ClientSession
 ) -> None:
     assert (await wait_ready(session, proxy)).status == 200
     signalled = time.monotonic()
@@ -232,6 +214,7 @@ async def test_sigterm_turns_management_readiness_false_then_stops_both_ports(
     assert answered_within < SHUTDOWN_DELAY, answered_within
     assert code == 0, proxy.log_text()
     assert exited_after >= SHUTDOWN_DELAY
+    assert proxy.management_port is not None
     for port in (proxy.port, proxy.management_port):
         assert http_status(port, "/healthz") is None, port
     events = [str(record.get("event")) for record in proxy.log_records()]

@@ -1821,28 +1821,14 @@ def test_helm_test_script_passes_against_a_live_service_and_fails_otherwise(
     assert "Connection refused" in down.stderr, down.stderr
 
 
-class ManagedProxy(ProxyProcess):
-    """``python -m proxy`` with PROXY_MANAGEMENT_PORT; ready when ``/healthz`` answers there."""
-
-    def __init__(self, env: dict[str, str], args: list[str]) -> None:
-        super().__init__(env, args=args)
-        self.management_port = free_port()
-        self.management_url = f"http://127.0.0.1:{self.management_port}"
-
-    def _env(self) -> dict[str, str]:
-        return {**super()._env(), "PROXY_MANAGEMENT_PORT": str(self.management_port)}
-
-    def _ready(self) -> bool:
-        return http_status(self.management_port, "/healthz") == 200
-
-
 @pytest.mark.timeout(90)
 def test_helm_test_script_asks_readiness_on_the_management_port(
     management_objects: list[Manifest],
 ) -> None:
     script = helm_test_container(management_objects)["command"][2]
     service_env = {"PROXY_API_KEYS": "billing:key-for-billing", "PROXY_WARMUP": "true"}
-    with ManagedProxy(service_env, args=["--sandbox"]) as proxy:
+    with ProxyProcess(service_env, args=["--sandbox"], management=True) as proxy:
+        assert proxy.management_port is not None
         wait_ready(proxy.management_port)
         keys = {"TEST_API_KEYS": "billing:key-for-billing"}
         passed = run_helm_test_script(

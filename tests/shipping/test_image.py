@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.net import free_port, http_status
+from tests.support.net import free_port
 from tests.support.processes import ProxyProcess
 from tests.support.settings import REPO_ROOT, clean_env
 from tests.support.tools import tool
@@ -261,20 +261,6 @@ def test_healthcheck_is_exec_form_python() -> None:
     assert "PROXY_MANAGEMENT_PORT" in argv[2]
 
 
-class ManagedProxy(ProxyProcess):
-    """``python -m proxy`` with PROXY_MANAGEMENT_PORT; ready when ``/healthz`` answers there."""
-
-    def __init__(self, args: list[str]) -> None:
-        super().__init__(args=args)
-        self.management_port = free_port()
-
-    def _env(self) -> dict[str, str]:
-        return {**super()._env(), "PROXY_MANAGEMENT_PORT": str(self.management_port)}
-
-    def _ready(self) -> bool:
-        return http_status(self.management_port, "/healthz") == 200
-
-
 def test_healthcheck_command_passes_on_a_live_service_and_fails_without_one() -> None:
     argv = [sys.executable, *healthcheck_argv()[1:]]
     # A proxy in the environment must not be used for the loopback probe.
@@ -296,7 +282,7 @@ def test_healthcheck_command_passes_on_a_live_service_and_fails_without_one() ->
 def test_healthcheck_command_probes_the_management_port_when_one_is_set() -> None:
     argv = [sys.executable, *healthcheck_argv()[1:]]
     env = clean_env() | {"http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    with ManagedProxy(args=["--sandbox"]) as proxy:
+    with ProxyProcess(args=["--sandbox"], management=True) as proxy:
         ports = {"PROXY_PORT": str(proxy.port), "PROXY_MANAGEMENT_PORT": str(proxy.management_port)}
         healthy = run(argv, timeout=20, env=env | ports)
         # The API port alone answers /healthz with 404 now: the command must not go there.

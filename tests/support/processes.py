@@ -261,19 +261,31 @@ class ProxyProcess(_Child):
         *,
         port: int | None = None,
         args: Sequence[str] = (),
+        management: bool = False,
     ) -> None:
+        """Prepare the process; ``management`` gives it a ``PROXY_MANAGEMENT_PORT`` too."""
         super().__init__(port)
         self.env = dict(env or {})
         self.args = list(args)
+        self.management_port = free_port() if management else None
+
+    @property
+    def management_url(self) -> str:
+        """Where the management port answers (the API port's URL when there is none)."""
+        return f"http://{HOST}:{self.management_port or self.port}"
 
     def _argv(self) -> list[str]:
         return [sys.executable, "-m", "proxy", *self.args]
 
     def _env(self) -> dict[str, str]:
-        return {**super()._env(), **self.env, "PROXY_HOST": HOST, "PROXY_PORT": str(self.port)}
+        env = {**super()._env(), **self.env, "PROXY_HOST": HOST, "PROXY_PORT": str(self.port)}
+        if self.management_port is not None:
+            env["PROXY_MANAGEMENT_PORT"] = str(self.management_port)
+        return env
 
     def _ready(self) -> bool:
-        return http_status(self.port, "/healthz") == 200
+        # With a management port, /healthz answers only there.
+        return http_status(self.management_port or self.port, "/healthz") == 200
 
     def start(self, timeout: float = 15.0) -> None:
         """Spawn and return once ``/healthz`` answers 200 (the log is in the error otherwise)."""
