@@ -23,9 +23,10 @@ from proxy.appkeys import BACKPLANE, CATALOG, SETTINGS
 from proxy.backplane.keys import KeySpace
 from proxy.backplane.redis_backplane import RedisBackplane
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-from tests.support.cluster import LocalCluster, Node, redis_cli_binary
+from tests.support.cluster import LocalCluster, redis_cli_binary
 from tests.support.load import burst, spread, steady_load
 from tests.support.processes import ProxyFleet, SandboxProcess
+from tests.support.redis import RedisNode
 from tests.support.sandbox import MakeProxy, Sandbox
 from tests.support.waiting import eventually
 
@@ -409,7 +410,7 @@ def _subscribers(cluster: LocalCluster, channel: str) -> dict[int, int]:
     return counts
 
 
-def _kill_and_heal(cluster: LocalCluster, node: Node) -> None:
+def _kill_and_heal(cluster: LocalCluster, node: RedisNode) -> None:
     """Kill ``node``; if it served slots, wait until its replica has taken them over."""
     served = cluster.command(node, "CLUSTER", "SLOTS")
     slots = [int(start) for start, _end, master, *_ in served if int(master[1]) == node.port]

@@ -16,7 +16,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +25,7 @@ import redis
 from redis.crc import key_slot
 
 from tests.support.net import HOST
-from tests.support.redis import node_command, redis_server_binary
+from tests.support.redis import RedisNode, node_command, redis_server_binary, server_argv
 
 MASTERS = 3
 NODE_TIMEOUT_MS = 1000
@@ -72,45 +71,6 @@ def free_cluster_ports(count: int) -> list[int]:
     raise RuntimeError(f"no {count} free port pairs between {_PORT_LOW} and {_PORT_HIGH}")
 
 
-@dataclass
-class Node:
-    """One cluster node: its port, directory, log and process."""
-
-    port: int
-    dir: Path
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def address(self) -> str:
-        """``host:port``, as a seed list names it."""
-        return f"{HOST}:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        """The node's log file."""
-        return self.dir / "redis.log"
-
-    @property
-    def alive(self) -> bool:
-        """Whether the process runs."""
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the process (if it runs) and reap it."""
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.kill()
-            self.process.wait(timeout=10)
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last ``lines`` lines of the log."""
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-
 class LocalCluster:
     """Three masters and three replicas on loopback, optionally password-protected."""
 
@@ -119,10 +79,8 @@ class LocalCluster:
         self.password = password
         self._root = Path(tempfile.mkdtemp(prefix="proxy-test-cluster-"))
         self.nodes = [
-            Node(port, self._root / str(port)) for port in free_cluster_ports(MASTERS * 2)
+            RedisNode(port, self._root / str(port)) for port in free_cluster_ports(MASTERS * 2)
         ]
-        for node in self.nodes:
-            node.dir.mkdir()
 
     # -- addresses ------------------------------------------------------------------------------
 
@@ -131,7 +89,7 @@ class LocalCluster:
         """Every node as ``host:port,host:port,...``, the form PROXY_REDIS_CLUSTER_NODES takes."""
         return ",".join(node.address for node in self.nodes)
 
-    def node(self, port: int) -> Node:
+    def node(self, port: int) -> RedisNode:
         """The node listening on ``port``."""
         return next(node for node in self.nodes if node.port == port)
 
@@ -150,13 +108,7 @@ class LocalCluster:
         if cli is None:
             raise RuntimeError("redis-cli is needed to form a cluster")
         for node in self.nodes:
-            node.process = subprocess.Popen(  # noqa: S603 - fixed argv, the tests' redis-server
-                self._argv(node),
-                cwd=node.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            node.spawn(self._argv(node))
         for node in self.nodes:
             self._wait(deadline, f"node {node.port} answers PING", partial(self._pings, node))
         env = {**os.environ, "REDISCLI_AUTH": self.password} if self.password else None
@@ -181,33 +133,17 @@ class LocalCluster:
         self._wait(deadline, "every node sees the whole cluster", self._settled)
         self._wait(deadline, "every replica is in sync", self._replicated)
 
-    def _argv(self, node: Node) -> list[str]:
-        argv = [
-            redis_server_binary(),
-            "--port",
-            str(node.port),
-            "--bind",
-            HOST,
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            str(node.dir / f"nodes-{node.port}.conf"),
-            "--cluster-node-timeout",
-            str(NODE_TIMEOUT_MS),
-            "--cluster-replica-validity-factor",
-            "0",
-            "--appendonly",
-            "no",
-            "--save",
-            "",
+    def _argv(self, node: RedisNode) -> list[str]:
+        argv = server_argv(
+            node.dir,
+            *("--port", str(node.port), "--logfile", str(node.log)),
+            *("--cluster-enabled", "yes"),
+            *("--cluster-config-file", str(node.dir / f"nodes-{node.port}.conf")),
+            *("--cluster-node-timeout", str(NODE_TIMEOUT_MS)),
+            *("--cluster-replica-validity-factor", "0"),
             # A replica's first sync starts at once (the default waits 5 s for more replicas).
-            "--repl-diskless-sync-delay",
-            "0",
-            "--dir",
-            str(node.dir),
-            "--logfile",
-            str(node.log),
-        ]
+            *("--repl-diskless-sync-delay", "0"),
+        )
         if self.password:
             argv += ["--requirepass", self.password, "--masterauth", self.password]
         return argv
@@ -232,18 +168,18 @@ class LocalCluster:
 
     # -- talking to nodes -----------------------------------------------------------------------
 
-    def command(self, node: Node, *args: Any) -> Any:
+    def command(self, node: RedisNode, *args: Any) -> Any:
         """Run one command on ``node`` and return redis-py's answer."""
         return node_command(node.port, *args, password=self.password)
 
-    def _answers(self, node: Node, *args: Any) -> Any:
+    def _answers(self, node: RedisNode, *args: Any) -> Any:
         """Like :meth:`command`, but None when the node cannot be reached or refuses."""
         try:
             return self.command(node, *args)
         except redis.RedisError:
             return None
 
-    def info(self, node: Node) -> dict[str, str]:
+    def info(self, node: RedisNode) -> dict[str, str]:
         """``CLUSTER INFO`` of ``node`` as a mapping (empty when unreachable)."""
         raw = self._answers(node, "CLUSTER", "INFO")
         if isinstance(raw, bytes):
@@ -254,13 +190,13 @@ class LocalCluster:
             return {}
         return dict(line.split(":", 1) for line in raw.splitlines() if ":" in line)
 
-    def _pings(self, node: Node) -> bool:
+    def _pings(self, node: RedisNode) -> bool:
         return self._answers(node, "PING") is True
 
     def _settled(self) -> bool:
         return all(self._healthy(node) for node in self.nodes if node.alive)
 
-    def _healthy(self, node: Node) -> bool:
+    def _healthy(self, node: RedisNode) -> bool:
         info = self.info(node)
         return (
             info.get("cluster_state") == "ok"
@@ -284,7 +220,7 @@ class LocalCluster:
         """The hash slot of ``key`` (its hash tag, if it has one)."""
         return int(key_slot(key.encode()))
 
-    def master_for_slot(self, slot: int) -> Node:
+    def master_for_slot(self, slot: int) -> RedisNode:
         """The node that serves ``slot`` as master, according to the first live node."""
         for node in self.nodes:
             if not node.alive:
@@ -297,18 +233,18 @@ class LocalCluster:
                     return self.node(int(master[1]))
         raise RuntimeError(f"no live node says who serves slot {slot}")
 
-    def master_for_key(self, key: str) -> Node:
+    def master_for_key(self, key: str) -> RedisNode:
         """The node that serves ``key``'s slot as master."""
         return self.master_for_slot(self.slot(key))
 
-    def kill(self, node: Node) -> None:
+    def kill(self, node: RedisNode) -> None:
         """SIGKILL ``node`` and reap it; it stays down."""
         node.kill()
 
-    def wait_failover(self, slot: int, timeout: float = 30.0) -> Node:
+    def wait_failover(self, slot: int, timeout: float = 30.0) -> RedisNode:
         """Wait until a live node serves ``slot`` as master and every live node says ``ok``."""
         deadline = time.monotonic() + timeout
-        promoted: list[Node] = []
+        promoted: list[RedisNode] = []
 
         def served() -> bool:
             promoted.clear()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -37,6 +38,26 @@ def redis_server_binary() -> str:
     return path
 
 
+def server_argv(directory: str | Path, *options: str, binary: str | None = None) -> list[str]:
+    """Argv of a private test server: loopback only, nothing persisted, files in ``directory``.
+
+    ``options`` add to (or, given again, override) these; ``binary`` defaults to
+    :func:`redis_server_binary`.
+    """
+    return [
+        binary or redis_server_binary(),
+        "--bind",
+        HOST,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+        *options,
+    ]
+
+
 def node_client(port: int, *, password: str | None = None) -> redis.Redis:
     """A redis-py client of the node on loopback ``port``: one try per command, replies as bytes.
 
@@ -58,6 +79,61 @@ def node_command(port: int, *args: Any, password: str | None = None) -> Any:
         return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
+class RedisNode:
+    """One ``redis-server`` process of a Cluster or Sentinel set-up, in a directory of its own.
+
+    ``name`` says what it is in failure messages (``master``, ``sentinel``, ``node``).
+    """
+
+    def __init__(self, port: int, directory: Path, *, name: str = "node") -> None:
+        """Prepare the node (its directory is made now; nothing runs until :meth:`spawn`)."""
+        self.port = port
+        self.name = name
+        self.dir = directory
+        self.dir.mkdir()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as a seed list names it."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        """The node's log file (its argv or config must name it)."""
+        return self.dir / "redis.log"
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process runs."""
+        return self.process is not None and self.process.poll() is None
+
+    def spawn(self, argv: list[str]) -> None:
+        """Start ``argv`` in the node's directory, output to its log file only."""
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, the tests' redis-server
+            argv,
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the process (if it runs) and reap it."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait(timeout=10)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines of the log."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
 class RedisServer:
     """A private ``redis-server`` process that tests can stop, kill and restart on its port."""
 
@@ -74,22 +150,11 @@ class RedisServer:
     def start(self) -> None:
         """Spawn the server and return once it answers (a NOAUTH answer counts as up)."""
         self._process = subprocess.Popen(  # noqa: S603 - fixed argv, binary found on PATH
-            [
-                redis_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                HOST,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
+            server_argv(
                 self._dir,
-                "--notify-keyspace-events",
-                "",
+                *("--port", str(self.port), "--notify-keyspace-events", ""),
                 *self._extra,
-            ],
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -8,7 +8,6 @@ Data nodes and sentinels alike are asked through redis-py.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,48 +18,16 @@ from typing import Any, Self
 import redis
 
 from tests.support.net import HOST, free_ports
-from tests.support.redis import node_client, node_command, redis_server_binary
+from tests.support.redis import (
+    RedisNode,
+    node_client,
+    node_command,
+    redis_server_binary,
+    server_argv,
+)
 
 _POLL_SECONDS = 0.1
 _SENTINELS = 3
-
-
-class _Node:
-    """One ``redis-server`` process (data node or sentinel) with its own directory."""
-
-    def __init__(self, role: str, port: int, root: Path) -> None:
-        self.role = role
-        self.port = port
-        self.dir = root / f"{role}-{port}"
-        self.dir.mkdir()
-        self.log = self.dir / "redis.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def spawn(self, argv: list[str]) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, the tests' redis-server
-            argv,
-            cwd=self.dir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.kill()
-            self.process.wait(timeout=10)
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
 
 
 class SentinelCluster:
@@ -75,10 +42,17 @@ class SentinelCluster:
         self.replica_port = replica_port
         """The port of the node that starts as replica."""
         self._data = {
-            master_port: _Node("master", master_port, self._root),
-            replica_port: _Node("replica", replica_port, self._root),
+            master_port: RedisNode(
+                master_port, self._root / f"master-{master_port}", name="master"
+            ),
+            replica_port: RedisNode(
+                replica_port, self._root / f"replica-{replica_port}", name="replica"
+            ),
         }
-        self._sentinels = [_Node("sentinel", port, self._root) for port in sentinel_ports]
+        self._sentinels = [
+            RedisNode(port, self._root / f"sentinel-{port}", name="sentinel")
+            for port in sentinel_ports
+        ]
 
     # -- addresses ------------------------------------------------------------------------------
 
@@ -114,24 +88,10 @@ class SentinelCluster:
         self._wait(deadline, "the replica's link to the master is up", self._replica_linked)
         self._wait(deadline, "every sentinel sees the whole cluster", self._sentinels_settled)
 
-    def _data_argv(self, node: _Node) -> list[str]:
-        return [
-            redis_server_binary(),
-            "--port",
-            str(node.port),
-            "--bind",
-            HOST,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(node.dir),
-            "--logfile",
-            str(node.log),
-        ]
+    def _data_argv(self, node: RedisNode) -> list[str]:
+        return server_argv(node.dir, "--port", str(node.port), "--logfile", str(node.log))
 
-    def _sentinel_config(self, node: _Node) -> str:
+    def _sentinel_config(self, node: RedisNode) -> str:
         name = self.master_name
         return "\n".join(
             [
@@ -217,7 +177,7 @@ class SentinelCluster:
             if dead:
                 node = dead[0]
                 raise RuntimeError(
-                    f"redis {node.role} on port {node.port} exited while waiting until {what};"
+                    f"redis {node.name} on port {node.port} exited while waiting until {what};"
                     f" log:\n{node.log_tail()}"
                 )
             if time.monotonic() > deadline:

@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.support.net import HOST, free_port
-from tests.support.redis import redis_server_binary
+from tests.support.redis import redis_server_binary, server_argv
 from tests.support.settings import REPO_ROOT
 
 TOOLS_REDIS_SERVER = REPO_ROOT / ".tools" / "bin" / "redis-server"
@@ -90,29 +90,15 @@ class TlsRedisServer:
         """Spawn the server and return once it answers PING over TLS; raise if it cannot."""
         with self._log.open("ab") as log:
             self._process = subprocess.Popen(  # noqa: S603 - fixed argv, a found redis-server
-                [
-                    self.binary,
-                    "--port",
-                    "0",
-                    "--tls-port",
-                    str(self.port),
-                    "--tls-cert-file",
-                    str(self.certificates.cert_file),
-                    "--tls-key-file",
-                    str(self.certificates.key_file),
-                    "--tls-ca-cert-file",
-                    str(self.certificates.ca_file),
-                    "--tls-auth-clients",
-                    "no",
-                    "--bind",
-                    HOST,
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
+                server_argv(
                     self._dir,
-                ],
+                    *("--port", "0", "--tls-port", str(self.port)),
+                    *("--tls-cert-file", str(self.certificates.cert_file)),
+                    *("--tls-key-file", str(self.certificates.key_file)),
+                    *("--tls-ca-cert-file", str(self.certificates.ca_file)),
+                    *("--tls-auth-clients", "no"),
+                    binary=self.binary,
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
