@@ -157,31 +157,10 @@ async def test_ttl_refresh_under_load_is_one_fetch_per_period(
     assert sandbox.state.token_requests == 1
 
 
-async def test_admin_refresh_on_one_replica_reaches_the_others_within_a_second(
-    sandbox: Sandbox, make_proxy: MakeProxy, redis_cluster: LocalCluster
-) -> None:
-    replicas = await _replicas(
-        make_proxy,
-        3,
-        redis_cluster_nodes=redis_cluster.nodes_setting,
-        cache_ttl=300,
-        admin_token=SecretStr(ADMIN_TOKEN),
-    )
-    full = len(sandbox.state.catalog)
-    assert full > 3
-    for replica in replicas:
-        assert await _count(replica) == full
-    await eventually(lambda: all(_plane(r).listening for r in replicas))
-    sandbox.state.catalog = sandbox.state.catalog[:3]
-
-    await _refresh_and_see_it_spread(replicas, expected=3)
-
-    assert sandbox.state.products_requests == 2
-
-
-async def test_the_listener_moves_on_when_its_node_dies(
-    sandbox: Sandbox, make_proxy: MakeProxy, redis_cluster: LocalCluster
-) -> None:
+async def _warm_listening_replicas(
+    make_proxy: MakeProxy, sandbox: Sandbox, redis_cluster: LocalCluster
+) -> list[Client]:
+    """Three replicas with the admin API on, each holding the full catalog and subscribed."""
     replicas = await _replicas(
         make_proxy,
         3,
@@ -192,6 +171,25 @@ async def test_the_listener_moves_on_when_its_node_dies(
     for replica in replicas:
         assert await _count(replica) == len(sandbox.state.catalog)
     await eventually(lambda: all(_plane(r).listening for r in replicas))
+    return replicas
+
+
+async def test_admin_refresh_on_one_replica_reaches_the_others_within_a_second(
+    sandbox: Sandbox, make_proxy: MakeProxy, redis_cluster: LocalCluster
+) -> None:
+    assert len(sandbox.state.catalog) > 3
+    replicas = await _warm_listening_replicas(make_proxy, sandbox, redis_cluster)
+    sandbox.state.catalog = sandbox.state.catalog[:3]
+
+    await _refresh_and_see_it_spread(replicas, expected=3)
+
+    assert sandbox.state.products_requests == 2
+
+
+async def test_the_listener_moves_on_when_its_node_dies(
+    sandbox: Sandbox, make_proxy: MakeProxy, redis_cluster: LocalCluster
+) -> None:
+    replicas = await _warm_listening_replicas(make_proxy, sandbox, redis_cluster)
     channel = _keys(replicas[0]).events
     listened = await asyncio.to_thread(_subscribers, redis_cluster, channel)
     assert sum(listened.values()) == 3, listened

@@ -31,25 +31,21 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 from opentelemetry.trace import SpanKind, StatusCode
 
 from proxy.app import create_app
-from proxy.backplane.memory import MemoryBackplane
 from proxy.backplane.redis_backplane import RedisBackplane
 from proxy.coordination.fill import CoordinatedFill
 from proxy.coordination.singleflight import SingleFlight
 from proxy.coordination.turns import Turns
 from proxy.observability.context import REQUEST, RequestContext, TraceParent
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import Tracing, start_tracing
+from proxy.observability.tracing import start_tracing
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-from proxy.upstream.client import UpstreamClient
 from proxy.upstream.errors import UpstreamError
 from proxy.upstream.models import PRODUCTS
-from proxy.upstream.token import TokenProvider
-from proxy.upstream.token_store import BackplaneTokens
-from proxy.upstream.windows import RateWindows
 from tests.support.net import HOST, free_port
 from tests.support.redis import RedisServer
 from tests.support.sandbox import Sandbox
 from tests.support.settings import REPO_ROOT, clean_env, make_settings
+from tests.support.upstream import sandbox_upstream
 from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
@@ -528,46 +524,12 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def _upstream(
-    session: aiohttp.ClientSession, sandbox: Sandbox, tracing: Tracing
-) -> tuple[UpstreamClient, TokenProvider]:
-    metrics = Metrics()
-    backplane = MemoryBackplane()
-    windows = RateWindows(backplane=backplane, key=lambda name: f"test:{name}", metrics=metrics)
-    tokens = TokenProvider(
-        session,
-        token_url=f"{sandbox.url}/oauth/token",
-        client_id=SANDBOX_CLIENT_ID,
-        client_secret=SecretStr(SANDBOX_CLIENT_SECRET),
-        margin=60,
-        windows=windows,
-        metrics=metrics,
-        timeout=2,
-        max_bytes=1 << 20,
-        retry_after_max=60,
-        shared=BackplaneTokens(backplane, key="test:token"),
-        turns=Turns(backplane, name="test:token:lock", topic="token", ttl=5, owner="test"),
-        tracing=tracing,
-    )
-    client = UpstreamClient(
-        session,
-        tokens,
-        base_url=sandbox.url,
-        timeout=2,
-        retries=1,
-        windows=windows,
-        metrics=metrics,
-        max_bytes=1 << 20,
-        retry_after_max=60,
-        tracing=tracing,
-    )
-    return client, tokens
-
-
 async def test_upstream_client_spans_and_propagation(
     session: aiohttp.ClientSession, sandbox: Sandbox, traced: Traced
 ) -> None:
-    client, tokens = _upstream(session, sandbox, traced.tracing)
+    client, tokens = sandbox_upstream(
+        session, sandbox.url, metrics=Metrics(), retries=1, tracing=traced.tracing
+    )
     with traced.tracing.span("work"):
         fetched = await client.fetch(PRODUCTS)
     await tokens.close()
@@ -587,7 +549,9 @@ async def test_upstream_client_spans_and_propagation(
 async def test_a_revoked_token_shows_as_a_401_then_a_retry(
     session: aiohttp.ClientSession, sandbox: Sandbox, traced: Traced
 ) -> None:
-    client, tokens = _upstream(session, sandbox, traced.tracing)
+    client, tokens = sandbox_upstream(
+        session, sandbox.url, metrics=Metrics(), retries=1, tracing=traced.tracing
+    )
     await client.fetch(PRODUCTS)
     sandbox.state.revoke_tokens()
     traced.exporter.clear()
@@ -604,7 +568,9 @@ async def test_a_revoked_token_shows_as_a_401_then_a_retry(
 async def test_an_unreachable_upstream_is_a_failed_client_span(
     session: aiohttp.ClientSession, sandbox: Sandbox, traced: Traced
 ) -> None:
-    client, tokens = _upstream(session, sandbox, traced.tracing)
+    client, tokens = sandbox_upstream(
+        session, sandbox.url, metrics=Metrics(), retries=1, tracing=traced.tracing
+    )
     await sandbox.stop()
     with pytest.raises(UpstreamError):
         await client.fetch(PRODUCTS)

@@ -8,19 +8,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 
-from proxy.backplane.memory import MemoryBackplane
-from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
-from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from proxy.upstream.client import Endpoint, UpstreamClient
 from proxy.upstream.errors import RateWindowOpen, UpstreamBadResponse, UpstreamRateLimited
 from proxy.upstream.models import PRODUCTS
-from proxy.upstream.token import TokenProvider
-from proxy.upstream.token_store import BackplaneTokens
-from proxy.upstream.windows import RateWindows
 from tests.support.sandbox import Sandbox
+from tests.support.upstream import sandbox_upstream
 
 
 def _stats(body: bytes) -> dict[str, Any]:
@@ -57,34 +51,8 @@ class Wiring:
 @pytest.fixture
 async def wiring(sandbox: Sandbox) -> AsyncIterator[Wiring]:
     metrics = Metrics()
-    backplane = MemoryBackplane()
-    windows = RateWindows(backplane=backplane, key=lambda name: f"test:{name}", metrics=metrics)
     async with aiohttp.ClientSession() as session:
-        tokens = TokenProvider(
-            session,
-            token_url=f"{sandbox.url}/oauth/token",
-            client_id=SANDBOX_CLIENT_ID,
-            client_secret=SecretStr(SANDBOX_CLIENT_SECRET),
-            margin=60,
-            windows=windows,
-            metrics=metrics,
-            timeout=2,
-            max_bytes=1 << 20,
-            retry_after_max=60,
-            shared=BackplaneTokens(backplane, key="test:token"),
-            turns=Turns(backplane, name="test:token:lock", topic="token", ttl=5, owner="test"),
-        )
-        client = UpstreamClient(
-            session,
-            tokens,
-            base_url=sandbox.url,
-            timeout=2,
-            retries=0,
-            windows=windows,
-            metrics=metrics,
-            max_bytes=1 << 20,
-            retry_after_max=60,
-        )
+        client, tokens = sandbox_upstream(session, sandbox.url, metrics=metrics, retries=0)
         yield Wiring(client, metrics)
         await tokens.close()
 
