@@ -168,18 +168,19 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+_NOT_INHERITED = ("PROXY_", "OTEL_")
+
+
 @contextmanager
 def process(
     argv: Sequence[str],
     env: dict[str, str] | None = None,
-    *,
-    dropped: tuple[str, ...] = ("PROXY_",),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``argv`` for the duration of the block; always stopped and reaped.
 
-    Variables of this environment whose names start with one of ``dropped`` are left out.
+    The caller's own ``PROXY_*`` settings never reach it, nor its ``OTEL_*`` (no tracing).
     """
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
     full_env.update(env or {})
     child = subprocess.Popen(  # noqa: S603 - our own interpreter, nginx or redis-server
         list(argv), env=full_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -584,19 +585,16 @@ def section_instructions(args: argparse.Namespace) -> None:
             )
         if args.otel and otel_installed():
             for path in PATHS:
-                for name, argv in (
-                    ("otel absent", [PYTHON, "-c", OTEL_ABSENT]),
-                    ("otel off", proxy),
-                ):
-                    counts[path, name] = _instructions(
-                        workdir,
-                        argv,
-                        env=proxy_env(upstream, port),
-                        port=port,
-                        path=path,
-                        requests=requests,
-                        dropped=("PROXY_", "OTEL_"),
-                    )
+                # Installed but off is the proxy just measured (process() passes no OTEL_*).
+                counts[path, "otel off"] = counts[path, "proxy"]
+                counts[path, "otel absent"] = _instructions(
+                    workdir,
+                    [PYTHON, "-c", OTEL_ABSENT],
+                    env=proxy_env(upstream, port),
+                    port=port,
+                    path=path,
+                    requests=requests,
+                )
     for path in PATHS:
         mine, theirs = counts[path, "proxy"], counts[path, "minimal"]
         print(
@@ -629,12 +627,11 @@ def _instructions(
     port: int,
     path: str,
     requests: int,
-    dropped: tuple[str, ...] = ("PROXY_",),
 ) -> int:
     """Run ``argv`` under callgrind; return instructions per warm GET of ``path``."""
     out = workdir / "callgrind.out"
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"]
-    with process([*valgrind, *argv], env, dropped=dropped) as child:
+    with process([*valgrind, *argv], env) as child:
         wait_http(f"http://127.0.0.1:{port}{path}", within=180)
         _requests(port, path, 300)  # warm: caches filled, code paths taken
         control = shutil.which("callgrind_control") or "callgrind_control"
