@@ -16,6 +16,29 @@ logger = structlog.get_logger(__name__)
 _BEARER = "bearer"
 
 
+def bearer_of(authorization: str | None) -> str | None:
+    """Return the ``<x>`` of ``Authorization: Bearer <x>``; None when absent, empty or not Bearer.
+
+    Only ASCII space and tab around ``<x>`` are dropped (HTTP's own whitespace):
+    str.strip() would also drop U+00A0 and friends, turning "Bearer \u00a0" into an empty
+    key that an empty secret would match.
+    """
+    scheme, _, given = (authorization or "").partition(" ")
+    given = given.strip(" \t")
+    if scheme.lower() != _BEARER or not given:
+        return None
+    return given
+
+
+def as_bytes(header_value: str) -> bytes:
+    """Encode a header value back to the bytes that were sent, for a constant-time compare.
+
+    aiohttp decodes header bytes with surrogateescape; encoding them back the same way makes
+    a non-UTF-8 header simply a value that does not match (never an encoding error).
+    """
+    return header_value.encode("utf-8", "surrogateescape")
+
+
 @dataclass(frozen=True, slots=True)
 class _KeySet:
     """An immutable snapshot of the keys, swapped whole when the key file changes."""
@@ -77,17 +100,12 @@ class Callers:
         matches. Every key is compared in constant time, whatever matched earlier, so the
         time taken says nothing about which key (or how much of one) was right.
         """
-        scheme, _, given = (authorization or "").partition(" ")
-        # str.strip() would also drop U+00A0 and friends, turning "Bearer \u00a0" into an
-        # empty key that an empty secret would match.
-        given = given.strip(" \t")
-        if scheme.lower() != _BEARER or not given:
+        given = bearer_of(authorization)
+        if given is None:
             return None
         if self._tokens.looks_like_token(given):
             return self._tokens.verify(given, self._set.keys)
-        # aiohttp decodes header bytes with surrogateescape; encode them back the same way,
-        # so a non-UTF-8 header is simply a key that does not match.
-        candidate = given.encode("utf-8", "surrogateescape")
+        candidate = as_bytes(given)
         found: str | None = None
         for secret, name in self._set.encoded:
             if hmac.compare_digest(candidate, secret) and found is None:

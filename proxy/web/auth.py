@@ -1,4 +1,4 @@
-"""Bearer-key checks: API keys for ``/api/*`` and ``/v1/*``, the admin token for ``/admin/*``."""
+"""Bearer checks: which paths need an API key, the admin token for ``/admin/*``, the 401."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hmac
 from aiohttp import web
 from pydantic import SecretStr
 
+from proxy.callers.registry import as_bytes, bearer_of
 from proxy.web.errors import json_error
 
 PROTECTED_PREFIXES = ("/api/", "/v1/", "/management-api/v1/")
@@ -21,15 +22,10 @@ def bearer_matches(authorization: str | None, secrets: tuple[SecretStr, ...]) ->
     Every secret is compared, in constant time, whatever matched earlier: the time taken
     says nothing about which key (or how much of one) was right.
     """
-    scheme, _, given = (authorization or "").partition(" ")
-    # str.strip() would also drop U+00A0 and friends, turning "Bearer \u00a0" into an empty
-    # key that an empty secret would match.
-    given = given.strip(" \t")
-    if scheme.lower() != "bearer" or not given:
+    given = bearer_of(authorization)
+    if given is None:
         return False
-    # aiohttp decodes header bytes with surrogateescape; encode them back the same way, so a
-    # non-UTF-8 header is simply a key that does not match (never an encoding error).
-    candidate = given.encode("utf-8", "surrogateescape")
+    candidate = as_bytes(given)
     matched = False
     for secret in secrets:
         matched |= hmac.compare_digest(candidate, secret.get_secret_value().encode())

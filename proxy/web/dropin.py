@@ -19,6 +19,7 @@ from aiohttp import hdrs, web
 
 from proxy.appkeys import CALLERS
 from proxy.callers.keys import ApiKey
+from proxy.callers.registry import as_bytes
 from proxy.callers.tokens import LIFETIME
 from proxy.observability.context import ANONYMOUS
 
@@ -95,7 +96,7 @@ def _basic(header: str | None) -> tuple[str, str] | None:
 
 def _match(client_id: str, secret: str, keys: tuple[ApiKey, ...]) -> ApiKey | None:
     """Find the key named ``client_id`` whose value is ``secret``, in constant time."""
-    given = secret.encode("utf-8", "surrogateescape")
+    given = as_bytes(secret)
     found = None
     for key in keys:
         same = hmac.compare_digest(given, key.secret.get_secret_value().encode())

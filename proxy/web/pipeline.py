@@ -101,13 +101,13 @@ class RequestPipeline:
         ids = self._ids
 
         async def handle(request: web.Request) -> web.StreamResponse:
-            given = request.headers.get(REQUEST_ID_HEADER)
+            headers = request.headers
+            given = headers.get(REQUEST_ID_HEADER)
             if given and _SAFE_ID.match(given):
                 request_id = given
             else:
                 request_id = f"{id_prefix}{next(ids):016x}"
             started = time.perf_counter()
-            headers = request.headers
             caller = ANONYMOUS
             if callers is not None and callers.required:
                 caller = callers.identify(headers.get(hdrs.AUTHORIZATION)) or UNAUTHENTICATED
