@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from proxy import __version__
 from proxy.check import run_checks
 from proxy.observability.logging import configure_logging
+from proxy.sandbox import drift_is_valid
 from proxy.server import sandbox_settings, serve, start_sandbox
 from proxy.settings import Settings, describe_errors, secrets_dir_problem, uvloop_available
 
@@ -22,8 +23,14 @@ EXIT_BAD_SETTINGS = 2
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; exit status 2 with one line per bad setting."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     sandbox = args.sandbox or getattr(args, "check_sandbox", False)
+    if args.sandbox_drift is not None:
+        if not sandbox:
+            parser.error("--sandbox-drift needs --sandbox (it changes the emulator's catalog)")
+        if not drift_is_valid(args.sandbox_drift):
+            parser.error("--sandbox-drift must be a number of seconds > 0")
     settings_or_errors = load_settings(os.environ)
     if isinstance(settings_or_errors, list):
         return _bad_settings(settings_or_errors)
@@ -37,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_check(settings, sandbox=sandbox))
     configure_logging(settings.log_level, settings.log_format)
     with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
-        runner.run(serve(settings, sandbox=sandbox))
+        runner.run(serve(settings, sandbox=sandbox, sandbox_drift=args.sandbox_drift))
     return 0
 
 
@@ -68,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sandbox_help = "use the built-in 1NCE emulator as the upstream (no credentials needed)"
     parser.add_argument("--sandbox", action="store_true", help=sandbox_help)
+    parser.add_argument(
+        "--sandbox-drift",
+        type=float,
+        metavar="SECONDS",
+        help="with --sandbox: change the emulator's catalog every SECONDS (a fixed cycle: a "
+        "price, an order limit, a product added and removed again)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="command")
     check = commands.add_parser(
         "check",

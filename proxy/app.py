@@ -17,6 +17,7 @@ from proxy.appkeys import (
     BACKPLANE,
     CALLERS,
     CATALOG,
+    FEED,
     HTTP_SESSION,
     LIFECYCLE,
     METRICS,
@@ -24,7 +25,9 @@ from proxy.appkeys import (
     Lifecycle,
 )
 from proxy.backplane.connect import connect
+from proxy.backplane.interface import Backplane
 from proxy.backplane.keys import KeySpace
+from proxy.backplane.redis_backplane import RedisBackplane
 from proxy.cache.freshness import Freshness
 from proxy.cache.readthrough import CatalogCache
 from proxy.callers.keys import parse_entries
@@ -33,6 +36,10 @@ from proxy.callers.tokens import CallerTokens
 from proxy.catalog.service import CatalogService
 from proxy.coordination.rate import RateGate
 from proxy.coordination.turns import Turns
+from proxy.history.feed import TOPIC, ChangeFeed
+from proxy.history.redis_store import RedisVersions
+from proxy.history.store import MemoryVersions, VersionStore
+from proxy.history.webhooks import Webhooks
 from proxy.observability.metrics import CatalogGauges, Metrics
 from proxy.observability.tracing import Tracing
 from proxy.settings import Settings
@@ -44,12 +51,14 @@ from proxy.upstream.token_store import BackplaneTokens
 from proxy.upstream.windows import RateWindows
 from proxy.web.answers import ANSWERS, Answers
 from proxy.web.openapi import OPENAPI, load_document
+from proxy.web.pages import PAGES, Pages
 from proxy.web.pipeline import RequestPipeline
 from proxy.web.routes import install_routes
 
 # Header fields up to 16 KB are accepted (docs/api.md); aiohttp's default is 8 KB.
 MAX_FIELD_SIZE = 16 * 1024
 FILL_WAIT_SLACK = 2.0
+WEBHOOK_CLAIM_TTL = 86400.0
 
 
 def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.Application:
@@ -73,14 +82,18 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.App
     app[OPENAPI] = load_document()
     app[ANSWERS] = Answers()
     app[CALLERS] = callers
+    app[PAGES] = Pages.load()
     app.cleanup_ctx.extend(
         [
             _callers,
             _http_session,
             functools.partial(_backplane, tracing=tracing),
             functools.partial(_catalog, tracing=tracing),
+            _feed,
         ]
     )
+    # Event streams end when the service stops, before aiohttp waits for requests to finish.
+    app.on_shutdown.append(_end_streams)
     pipeline = RequestPipeline(
         access_log=settings.access_log, metrics=metrics, callers=callers, tracing=tracing
     )
@@ -191,6 +204,57 @@ async def _catalog(app: web.Application, *, tracing: Tracing | None) -> AsyncIte
             await warmup
     await cache.close()
     await tokens.close()
+
+
+async def _feed(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    backplane = app[BACKPLANE]
+    keys = _keys(settings)
+    webhooks = None
+    if settings.webhook_urls and settings.webhook_secret is not None:
+        webhooks = Webhooks(
+            settings.webhook_urls,
+            secret=settings.webhook_secret.get_secret_value().encode(),
+            metrics=app[METRICS],
+            timeout=settings.webhook_timeout,
+            retry_for=settings.webhook_retry_for,
+        )
+        await webhooks.start()
+    feed = ChangeFeed(
+        store=_version_store(backplane, keys, settings),
+        cache=app[CATALOG].cache,
+        backplane=backplane,
+        keys=keys,
+        metrics=app[METRICS],
+        max_versions=settings.history_versions,
+        max_body=settings.upstream_max_bytes,
+        max_streams=settings.max_streams,
+        webhooks=webhooks,
+        # Long past any replica's catching up: a version is never delivered twice.
+        claim_ttl=WEBHOOK_CLAIM_TTL,
+        owner=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    app[FEED] = feed
+    # A stored catalog may be a new version to record; a new version, news to tell.
+    backplane.on("catalog", feed.wake)
+    backplane.on(TOPIC, feed.wake)
+    feed.start()
+    yield
+    await feed.close()
+    if webhooks is not None:
+        await webhooks.close()
+
+
+def _version_store(backplane: Backplane, keys: KeySpace, settings: Settings) -> VersionStore:
+    limits = {"max_versions": settings.history_versions, "max_bytes": settings.history_max_bytes}
+    if isinstance(backplane, RedisBackplane):
+        return RedisVersions(backplane, keys, **limits)
+    return MemoryVersions(**limits)
+
+
+async def _end_streams(app: web.Application) -> None:
+    if FEED in app:
+        app[FEED].end_streams()
 
 
 def _catalog_gauges(cache: CatalogCache) -> CatalogGauges | None:

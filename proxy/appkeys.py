@@ -10,6 +10,7 @@ from aiohttp import web
 from proxy.backplane.interface import Backplane
 from proxy.callers.registry import Callers
 from proxy.catalog.service import CatalogService
+from proxy.history.feed import ChangeFeed
 from proxy.observability.metrics import Metrics
 from proxy.settings import Settings
 
@@ -29,3 +30,4 @@ BACKPLANE: web.AppKey[Backplane] = web.AppKey("backplane")
 CATALOG = web.AppKey("catalog", CatalogService)
 METRICS = web.AppKey("metrics", Metrics)
 CALLERS = web.AppKey("callers", Callers)
+FEED = web.AppKey("feed", ChangeFeed)

@@ -22,9 +22,13 @@ logger = structlog.get_logger(__name__)
 MANAGEMENT_SHUTDOWN_TIMEOUT = 1.0
 
 
-async def start_sandbox(stack: AsyncExitStack) -> str:
-    """Start the 1NCE emulator on a free loopback port; return its base URL."""
-    runner = web.AppRunner(create_sandbox_app(), access_log=None, shutdown_timeout=1)
+async def start_sandbox(stack: AsyncExitStack, *, drift: float | None = None) -> str:
+    """Start the 1NCE emulator on a free loopback port; return its base URL.
+
+    With ``drift``, its catalog changes every ``drift`` seconds (see ``SandboxState.drift``).
+    """
+    app = create_sandbox_app(drift=drift)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -44,17 +48,23 @@ def sandbox_settings(settings: Settings, upstream_url: str) -> Settings:
     )
 
 
-async def serve(settings: Settings, *, sandbox: bool = False) -> None:
-    """Serve until SIGTERM or SIGINT, then stop taking traffic and let requests finish."""
+async def serve(
+    settings: Settings, *, sandbox: bool = False, sandbox_drift: float | None = None
+) -> None:
+    """Serve until SIGTERM or SIGINT, then stop taking traffic and let requests finish.
+
+    With ``sandbox``, the upstream is the built-in emulator, whose catalog changes every
+    ``sandbox_drift`` seconds when that is given.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with AsyncExitStack() as stack:
         if sandbox:
-            upstream_url = await start_sandbox(stack)
+            upstream_url = await start_sandbox(stack, drift=sandbox_drift)
             settings = sandbox_settings(settings, upstream_url)
-            logger.info("sandbox_started", upstream_url=upstream_url)
+            logger.info("sandbox_started", upstream_url=upstream_url, drift_seconds=sandbox_drift)
         # Spans only when the otel extra is installed and OTEL_* asks for them; flushed last.
         tracing = start_tracing()
         if tracing is not None:

@@ -24,6 +24,8 @@ _SECRET_FIELDS = frozenset(
         "redis_url",
         "redis_password",
         "redis_sentinel_password",
+        "webhook_secret",
+        "webhook_urls",
     }
 )
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
@@ -193,6 +195,65 @@ class Settings(BaseSettings):
         description="Seconds to keep serving after SIGTERM with readiness already false.",
     )
     warmup: bool = False
+    history_versions: int = Field(
+        default=50,
+        ge=2,
+        le=1000,
+        description="Catalog versions kept deployment-wide for /api/v1/changes and streams.",
+    )
+    history_max_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=256 * 1024 * 1024,
+        description=(
+            "Bytes of kept catalogs (compressed) at most; the oldest versions go first, "
+            "the newest is always kept."
+        ),
+    )
+    max_streams: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Event streams (/api/v1/events) open at once per replica; beyond, 503.",
+    )
+    stream_keepalive: Seconds = Field(
+        default=15,
+        gt=0,
+        le=300,
+        description="Seconds between keep-alive comments on an idle event stream.",
+    )
+    stream_max_age: Seconds = Field(
+        default=3600,
+        ge=1,
+        le=_DAY,
+        description=(
+            "Seconds an event stream stays open (less up to a tenth, at random); the client "
+            "reconnects with Last-Event-ID, so streams spread over replicas added since."
+        ),
+    )
+    webhook_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Comma-separated http(s) URLs that get a signed POST for each new catalog "
+            f"version (docs/webhooks.md). {_LIST}"
+        ),
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key of the webhooks' HMAC-SHA256 signature; required with PROXY_WEBHOOK_URLS. "
+            f"{_UNSET}"
+        ),
+    )
+    webhook_timeout: Seconds = Field(
+        default=5, gt=0, le=60, description="Seconds one webhook attempt may take."
+    )
+    webhook_retry_for: Seconds = Field(
+        default=300,
+        ge=0,
+        le=_DAY,
+        description="Seconds a failing webhook delivery is retried (with backoff), then dropped.",
+    )
     # uvloop when installed (it is a dependency on Linux and macOS): the hit path measured
     # faster with it (docs/speed.md); asyncio stays selectable for debugging.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
@@ -214,6 +275,7 @@ class Settings(BaseSettings):
         "redis_password",
         "redis_sentinel_password",
         "admin_token",
+        "webhook_secret",
         mode="before",
     )
     @classmethod
@@ -279,7 +341,9 @@ class Settings(BaseSettings):
             raise ValueError("is not a PEM certificate bundle")
         return value
 
-    @field_validator("redis_sentinels", "redis_cluster_nodes", "api_keys", mode="before")
+    @field_validator(
+        "redis_sentinels", "redis_cluster_nodes", "api_keys", "webhook_urls", mode="before"
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         return _entries(value) if isinstance(value, str) else value
@@ -293,6 +357,17 @@ class Settings(BaseSettings):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{address!r} is not host:port")
         return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _check_webhook_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        _refuse_blank_entry([url.strip() for url in value])
+        for url in value:
+            parts = urlsplit(url.strip())
+            if parts.scheme not in {"http", "https"} or not parts.hostname or parts.fragment:
+                # The URL itself is not echoed: its path or query may hold a secret.
+                raise ValueError("each entry must be an http:// or https:// URL with a host")
+        return tuple(url.strip() for url in value)
 
     @field_validator("api_keys")
     @classmethod
@@ -325,6 +400,9 @@ class Settings(BaseSettings):
             )
         if self.management_port is not None and self.management_port == self.port:
             raise ValueError("PROXY_MANAGEMENT_PORT must differ from PROXY_PORT")
+        if self.webhook_urls and self.webhook_secret is None:
+            # Receivers must be able to tell our posts from anyone else's.
+            raise ValueError("PROXY_WEBHOOK_URLS needs PROXY_WEBHOOK_SECRET to sign with")
         if self.lock_timeout <= self.upstream_timeout:
             # A lock that expires mid-fetch lets a second replica fetch the same catalog.
             raise ValueError("PROXY_LOCK_TIMEOUT must be longer than PROXY_UPSTREAM_TIMEOUT")

@@ -539,6 +539,104 @@ def section_rss(args: argparse.Namespace) -> None:
     print(f"   growth: {(end_rss - start_rss) / 1024:+.1f} MiB over {done:,} requests")
 
 
+# Holds N event streams open from a child process: reads each one's first event, says
+# "ready", then idles (reading nothing more) until its stdin closes.
+_STREAM_HOLDER = """
+import asyncio, sys, aiohttp
+async def main(url, count):
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async def one():
+            response = await session.get(url)
+            assert response.status == 200, response.status
+            while (await response.content.readline()).strip() != b"event: catalog":
+                pass
+            return response
+        streams = await asyncio.gather(*(one() for _ in range(count)))
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        for response in streams:
+            response.close()
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+@contextmanager
+def held_streams(base: str, count: int) -> Iterator[None]:
+    """Keep ``count`` idle /api/v1/events streams open for the block."""
+    holder = subprocess.Popen(  # noqa: S603 - our own interpreter and inline script
+        [PYTHON, "-c", _STREAM_HOLDER, f"{base}/api/v1/events", str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert holder.stdout is not None  # noqa: S101 - piped above
+        if holder.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the stream holder did not open its streams")
+        yield
+    finally:
+        assert holder.stdin is not None  # noqa: S101 - piped above
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def open_streams(base: str) -> int:
+    """Return the proxy's own count of open event streams."""
+    for line in get(f"{base}/metrics").decode().splitlines():
+        if line.startswith("product_proxy_event_streams "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+def section_streams(args: argparse.Namespace) -> None:
+    """Part 5: memory per idle event stream, and warm throughput with them open."""
+    count = args.streams
+    print(
+        f"\n== 5. {count} idle /api/v1/events streams: RSS, and warm /v1/products throughput "
+        f"(wrk -t1 -c{args.connections} -d{args.seconds:g}s) without and with them, "
+        f"{args.rounds} alternating rounds, median shown"
+    )
+    with ExitStack() as stack:
+        upstream = start_sandbox(stack)
+        port = free_port()
+        env = proxy_env(upstream, port, PROXY_MAX_STREAMS=str(count))
+        proxy = stack.enter_context(process([PYTHON, "-m", "proxy"], env))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/healthz")
+        get(f"{base}/v1/products")
+        wrk(f"{base}/v1/products", seconds=3, connections=args.connections)
+        without: list[Load] = []
+        beside: list[Load] = []
+        growth: list[int] = []
+        for _ in range(args.rounds):
+            without.append(
+                wrk(f"{base}/v1/products", seconds=args.seconds, connections=args.connections)
+            )
+            before = rss_kib(proxy.pid)
+            with held_streams(base, count):
+                growth.append(rss_kib(proxy.pid) - before)
+                opened = open_streams(base)
+                beside.append(
+                    wrk(f"{base}/v1/products", seconds=args.seconds, connections=args.connections)
+                )
+            if opened != count:
+                raise RuntimeError(f"{opened} streams open, not {count}")
+    alone, loaded = _median(without), _median(beside)
+    rounds = ", ".join(f"{kib / 1024:.1f}" for kib in growth)
+    # The first round's growth is the cost: later rounds reuse the memory the first one
+    # took (CPython keeps freed memory for reuse rather than returning it).
+    print(f"   RSS growth on opening {count} streams: {growth[0] / 1024:.1f} MiB, ", end="")
+    print(f"{growth[0] / count:.1f} KiB a stream (each round: {rounds} MiB)")
+    for name, load in (("without streams", alone), (f"with {count} open", loaded)):
+        print(
+            f"   {name}: {load.rps:,.0f} req/s, "
+            f"p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms, errors {load.errors}"
+        )
+    print(f"   ratio with/without: {loaded.rps / alone.rps:.3f}")
+
+
 def section_instructions(args: argparse.Namespace) -> None:
     """Part 4: CPU instructions per warm request under callgrind, proxy against minimal.
 
@@ -683,7 +781,10 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=60, help="seconds of steady load")
     parser.add_argument("--rss-requests", type=int, default=1_000_000)
     parser.add_argument("--instruction-requests", type=int, default=2000)
-    parser.add_argument("--only", choices=["throughput", "replicas", "rss", "instructions"])
+    parser.add_argument("--streams", type=int, default=1000, help="idle event streams (part 5)")
+    parser.add_argument(
+        "--only", choices=["throughput", "replicas", "rss", "instructions", "streams"]
+    )
     parser.add_argument(
         "--otel",
         action="store_true",
@@ -703,6 +804,8 @@ def main() -> None:
         section_rss(args)
     if args.only == "instructions" or (args.only is None and not args.quick):
         section_instructions(args)
+    if args.only in (None, "streams"):
+        section_streams(args)
 
 
 def platform_line() -> str:

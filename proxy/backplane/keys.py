@@ -56,6 +56,25 @@ class KeySpace:
         return f"{self._base}:rate-window:{endpoint}"
 
     @property
+    def history(self) -> str:
+        """A hash: the history's epoch, its last version number and the bytes it keeps."""
+        return f"{self._base}:history:{_SCHEMA}"
+
+    @property
+    def history_versions(self) -> str:
+        """A list of the kept version records, newest first."""
+        return f"{self.history}:versions"
+
+    @property
+    def history_snapshots(self) -> str:
+        """A hash: version number to that version's catalog (compressed)."""
+        return f"{self.history}:snapshots"
+
+    def webhook_claim(self, epoch: str, version: int) -> str:
+        """Exists once a replica has taken the delivery of one version's webhooks."""
+        return f"{self.history}:webhook:{epoch}:{version}"
+
+    @property
     def events(self) -> str:
         """The pub/sub channel on which replicas announce stored catalogs and tokens."""
         return f"{self._base}:events"

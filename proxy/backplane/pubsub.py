@@ -11,6 +11,7 @@ from redis.asyncio.client import PubSub
 
 from proxy.backoff import Backoff
 from proxy.backplane.topics import Topics
+from proxy.cancellation import stop_if_cancelled
 from proxy.observability.metrics import Metrics
 
 logger = structlog.get_logger(__name__)
@@ -101,7 +102,7 @@ class Subscriber:
             pause = self._backoff.failed()
             log = logger.warning if subscribed_at is not None else logger.debug
             log("redis_pubsub_lost", reason=reason, error=error, pause=round(pause, 3))
-            self._stop_if_cancelled()
+            stop_if_cancelled()
             await asyncio.sleep(pause)
 
     async def _listen(self, pubsub: PubSub) -> None:
@@ -110,7 +111,7 @@ class Subscriber:
         heard = loop.time()
         next_ping = heard + self._ping_interval
         while True:
-            self._stop_if_cancelled()
+            stop_if_cancelled()
             deadline = heard + self._silence_limit
             now = loop.time()
             if now >= deadline:
@@ -132,18 +133,6 @@ class Subscriber:
             if message is not None:
                 heard = loop.time()
                 self._handle(message)
-
-    @staticmethod
-    def _stop_if_cancelled() -> None:
-        """Raise the cancellation a library call swallowed, so that cancelling always stops us.
-
-        redis-py sends commands under ``asyncio.wait_for``, which on Python 3.11 drops a
-        cancellation that lands just as the send completes; the request stays counted on the
-        task, so it can still be honoured here.
-        """
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError
 
     def _handle(self, message: object) -> None:
         """Wake the topic a message names; ignore pongs, and anything that names no topic."""

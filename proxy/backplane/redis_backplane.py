@@ -147,6 +147,17 @@ class RedisBackplane:
             "hold", "EVAL", lambda: self._client.eval(_HOLD, 1, key, _millis(ttl)), None
         )
 
+    async def script(
+        self, operation: str, source: str, keys: list[str], args: list[bytes | str | int]
+    ) -> object | None:
+        """Run a Lua script over ``keys`` and return its answer; None when Redis failed.
+
+        The keys must share one slot (one deployment's hash tag) so a Cluster runs it too.
+        """
+        return await self._call(
+            operation, "EVAL", lambda: self._client.eval(source, len(keys), *keys, *args), None
+        )
+
     async def publish(self, topic: str) -> None:
         """PUBLISH ``topic`` on the deployment's channel (a cluster broadcasts it)."""
         await self._call(

@@ -178,6 +178,10 @@ class CatalogCache:
         if self._keeper is None:
             self._keeper = asyncio.get_running_loop().create_task(self._keep())
 
+    def need(self) -> None:
+        """Note that a catalog is wanted (a change feed listens): the keeper keeps one."""
+        self._need()
+
     def hit(self) -> Lookup | None:
         """Return the in-process entry if it may be served now without I/O, else None.
 

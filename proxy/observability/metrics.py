@@ -234,6 +234,33 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self._catalog_version = Gauge(
+            "catalog_version",
+            "The deployment's current catalog version, as this replica last read it.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self._catalog_changes = Counter(
+            "catalog_changes",
+            "Products added, removed and changed by new catalog versions (counted by the "
+            "replica that recorded each version, so a sum over replicas counts each once).",
+            ["kind"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self._streams = Gauge(
+            "event_streams",
+            "Event streams (GET /api/v1/events) open on this replica.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self._webhooks = Counter(
+            "webhook_deliveries",
+            "Webhook delivery attempts by target (scheme, host and port) and outcome.",
+            ["target", "outcome"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         build = Gauge(
             "build_info",
             "Always 1; labels say which build runs.",
@@ -306,3 +333,28 @@ class Metrics:
     def rate_limit_window(self, endpoint: str, source: str) -> None:
         """Count a Retry-After window seen (``upstream``) or adopted from the store (``shared``)."""
         self._rate_limited.labels(endpoint, source).inc()
+
+    def catalog_version(self, version: int) -> None:
+        """Set the current catalog version this replica knows of."""
+        self._catalog_version.set(version)
+
+    def catalog_changes(self, *, added: int, removed: int, changed: int) -> None:
+        """Count the products a new catalog version added, removed and changed."""
+        for kind, count in (("added", added), ("removed", removed), ("changed", changed)):
+            self._catalog_changes.labels(kind).inc(count)
+
+    def stream_opened(self) -> None:
+        """Count an event stream opened."""
+        self._streams.inc()
+
+    def stream_closed(self) -> None:
+        """Count an event stream closed."""
+        self._streams.dec()
+
+    def webhook_delivery(self, target: str, outcome: str) -> None:
+        """Count a webhook attempt: ``delivered``, ``retried``, ``failed`` or ``dropped``.
+
+        ``target`` is the receiver's scheme, host and port, never its path or query (which
+        may hold a secret); the targets come from settings, so the series are bounded.
+        """
+        self._webhooks.labels(target, outcome).inc()

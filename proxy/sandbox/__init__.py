@@ -1,8 +1,9 @@
 """A 1NCE Management API emulator for tests and demos.
 
 It speaks the upstream protocol (OAuth token endpoint, products endpoint, error bodies), serves a
-realistic catalog, checks and expires bearer tokens, and injects faults on demand. It is
-standalone: nothing here depends on the rest of the proxy.
+realistic catalog, checks and expires bearer tokens, and injects faults on demand. On request
+its catalog drifts: a fixed cycle of changes, one step every so many seconds. It is standalone:
+nothing here depends on the rest of the proxy.
 """
 
 from proxy.sandbox.app import (
@@ -11,8 +12,9 @@ from proxy.sandbox.app import (
     SANDBOX_STATE,
     SandboxState,
     create_sandbox_app,
+    drift_is_valid,
 )
-from proxy.sandbox.catalog import default_catalog
+from proxy.sandbox.catalog import default_catalog, drift_product, drifted
 from proxy.sandbox.faults import Faults
 
 __all__ = [
@@ -23,4 +25,7 @@ __all__ = [
     "SandboxState",
     "create_sandbox_app",
     "default_catalog",
+    "drift_is_valid",
+    "drift_product",
+    "drifted",
 ]

@@ -7,23 +7,27 @@ import base64
 import binascii
 import contextlib
 import json
+import math
 import secrets
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+import structlog
 from aiohttp import hdrs, web
 
-from proxy.sandbox.catalog import default_catalog
+from proxy.sandbox.catalog import default_catalog, drifted
 from proxy.sandbox.faults import Faults
 
 SANDBOX_CLIENT_ID = "sandbox-client"
 """The client id the emulator accepts unless told otherwise."""
 SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 -- a published demo credential, not a secret
 """The client secret the emulator accepts unless told otherwise."""
+
+logger = structlog.get_logger(__name__)
 
 _JSON = "application/json"
 # W3C trace context headers, recorded so tests can see what a client passed on.
@@ -96,6 +100,18 @@ class SandboxState:
     """Streamed fault bodies whose client went away before their end."""
     tokens: dict[str, float] = field(default_factory=dict, repr=False)
     """Every valid token issued, with its expiry on the `time.monotonic` clock."""
+    drift_steps: int = 0
+    """Drift steps applied to the catalog so far; `drift` applies the next one."""
+
+    def drift(self) -> str:
+        """Apply the next step of the drift cycle to the catalog; return a line saying what.
+
+        The catalog is replaced, not changed in place, so a list handed in stays as it was.
+        See `proxy.sandbox.catalog.drifted` for the cycle.
+        """
+        self.catalog, description = drifted(self.catalog, self.drift_steps + 1)
+        self.drift_steps += 1
+        return description
 
     def issue_token(self) -> str:
         """Issue a new token, valid for `token_ttl` seconds alongside those issued before."""
@@ -132,11 +148,15 @@ class SandboxState:
         self.streams_cut = 0
 
     def reset(self) -> None:
-        """Back to a new emulator: faults off, counters zero, no tokens, default catalog."""
+        """Back to a new emulator: faults off, counters zero, no tokens, default catalog.
+
+        Drift starts its cycle again from the first step.
+        """
         self.faults.reset()
         self.reset_counters()
         self.tokens.clear()
         self.catalog = default_catalog()
+        self.drift_steps = 0
 
     def stats(self) -> dict[str, Any]:
         """Return the counters, tokens and faults as a JSON-ready mapping."""
@@ -154,15 +174,23 @@ class SandboxState:
             "streamed_bytes": self.streamed_bytes,
             "streams_cut": self.streams_cut,
             "catalog_size": len(self.catalog),
+            "drift_steps": self.drift_steps,
             "token_ttl": self.token_ttl,
             "faults": self.faults.as_dict(),
         }
+
+
+def drift_is_valid(seconds: float) -> bool:
+    """Whether ``seconds`` may be the time between drift steps: finite and above zero."""
+    return math.isfinite(seconds) and seconds > 0
 
 
 SANDBOX_STATE = web.AppKey("sandbox_state", SandboxState)
 """Where an emulator app keeps its `SandboxState`."""
 # Set when the app shuts down, so hanging requests end instead of holding up the shutdown.
 _HANG_RELEASE = web.AppKey("sandbox_hang_release", asyncio.Event)
+# Seconds between drift steps, when the app drifts.
+_DRIFT_SECONDS = web.AppKey("sandbox_drift_seconds", float)
 
 
 def create_sandbox_app(
@@ -172,13 +200,19 @@ def create_sandbox_app(
     client_secret: str = SANDBOX_CLIENT_SECRET,
     token_ttl: int = 3600,
     catalog: list[dict[str, Any]] | None = None,
+    drift: float | None = None,
 ) -> web.Application:
     """Build the 1NCE emulator as an aiohttp application.
 
     The upstream routes are served both at the root and under `/management-api`, so either
     `http://host:port` or `http://host:port/management-api` works as the base URL. The control
-    API lives under `/_sandbox`. When `state` is given, the other arguments are ignored.
+    API lives under `/_sandbox`. When `state` is given, the other arguments but `drift` are
+    ignored. With `drift` (seconds, > 0), the catalog takes the next step of
+    `SandboxState.drift` every `drift` seconds while the app runs, each logged as
+    ``sandbox_drift``.
     """
+    if drift is not None and not drift_is_valid(drift):
+        raise ValueError("drift must be a number of seconds > 0")
     if state is None:
         if token_ttl < 1:
             raise ValueError("token_ttl must be at least 1 second")
@@ -192,6 +226,9 @@ def create_sandbox_app(
     app[SANDBOX_STATE] = state
     app[_HANG_RELEASE] = asyncio.Event()
     app.on_shutdown.append(_release_hangs)
+    if drift is not None:
+        app[_DRIFT_SECONDS] = drift
+        app.cleanup_ctx.append(_drifting)
     for prefix in _BASE_PREFIXES:
         app.router.add_post(f"{prefix}/oauth/token", _token)
         app.router.add_get(f"{prefix}/v1/products", _products)
@@ -205,6 +242,24 @@ def create_sandbox_app(
 
 async def _release_hangs(app: web.Application) -> None:
     app[_HANG_RELEASE].set()
+
+
+async def _drifting(app: web.Application) -> AsyncIterator[None]:
+    """Drift the catalog in the background while the app runs."""
+    task = asyncio.get_running_loop().create_task(
+        _drift_forever(app[SANDBOX_STATE], app[_DRIFT_SECONDS])
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _drift_forever(state: SandboxState, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        change = state.drift()
+        logger.info("sandbox_drift", step=state.drift_steps, change=change)
 
 
 def _new_token(ttl: int) -> str:

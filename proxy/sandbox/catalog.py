@@ -1,8 +1,23 @@
-"""The emulator's default product catalog, in the upstream's JSON format."""
+"""The emulator's default product catalog, in the upstream's JSON format, and its drift."""
 
 from __future__ import annotations
 
+import copy
+from decimal import Decimal
 from typing import Any
+
+DRIFT_CYCLE = 4
+"""Drift steps in one cycle: a price, an order limit, a product added, the same removed."""
+DRIFT_PRICE_PRODUCT = 1001
+"""The product whose first one-time charge drift raises, once a cycle."""
+DRIFT_LIMIT_PRODUCT = 1201
+"""The product whose ``maxQuantity`` drift raises and lowers, in turns, once a cycle."""
+DRIFT_NEW_PRODUCT = 1305
+"""The id of the product drift adds and removes again (the default catalog has none)."""
+DRIFT_PRICE_STEP = Decimal("0.50")
+"""How much drift raises the price each cycle."""
+DRIFT_LIMIT_STEP = 100
+"""How much drift moves the order limit each cycle (up in the 1st, 3rd, ... cycle, else down)."""
 
 
 def default_catalog() -> list[dict[str, Any]]:
@@ -391,3 +406,83 @@ def default_catalog() -> list[dict[str, Any]]:
             "recurring_charges": [],
         },
     ]
+
+
+def drift_product() -> dict[str, Any]:
+    """Return a fresh copy of the product drift adds: a 50 GB High Data IoT add-on."""
+    return {
+        "id": DRIFT_NEW_PRODUCT,
+        "product": "1NCE High Data IoT Add-on - 50 GB",
+        "material": "1NCE High Data IoT",
+        "package_size": 1,
+        "minQuantity": 1,
+        "maxQuantity": 500,
+        "maxQuantityPerCustomer": None,
+        "min_contract_duration": 24,
+        "one_time_charges": [{"name": "setupCharge", "amount_net": 5, "currency": "EUR"}],
+        "recurring_charges": [{"name": "monthlyCharge", "amount_net": 24.99, "currency": "EUR"}],
+    }
+
+
+def drifted(catalog: list[dict[str, Any]], step: int) -> tuple[list[dict[str, Any]], str]:
+    """Return a copy of ``catalog`` with drift step ``step`` (from 1) applied, and one line on it.
+
+    Steps go round a cycle of `DRIFT_CYCLE`: (1) product `DRIFT_PRICE_PRODUCT`'s first one-time
+    charge rises by `DRIFT_PRICE_STEP`; (2) product `DRIFT_LIMIT_PRODUCT`'s ``maxQuantity`` moves
+    by `DRIFT_LIMIT_STEP`, up in the first cycle, down in the second, and so on; (3)
+    `drift_product` is added; (4) it is removed. The same catalog and step always give the same
+    result. When a step's product is missing, or its field is not a number, the copy is
+    unchanged and the line says so. ``catalog`` itself is never changed.
+    """
+    if step < 1:
+        raise ValueError("drift steps count from 1")
+    cycle, phase = divmod(step - 1, DRIFT_CYCLE)
+    return _DRIFT_STEPS[phase](copy.deepcopy(catalog), cycle)
+
+
+def _find(catalog: list[dict[str, Any]], product_id: int) -> dict[str, Any] | None:
+    return next((product for product in catalog if product.get("id") == product_id), None)
+
+
+def _raise_price(catalog: list[dict[str, Any]], _cycle: int) -> tuple[list[dict[str, Any]], str]:
+    product = _find(catalog, DRIFT_PRICE_PRODUCT)
+    charges = None if product is None else product.get("one_time_charges")
+    charge = charges[0] if isinstance(charges, list) and charges else None
+    before = None if not isinstance(charge, dict) else charge.get("amount_net")
+    if charge is None or not isinstance(before, int | float) or isinstance(before, bool):
+        return catalog, f"product {DRIFT_PRICE_PRODUCT} has no priced one-time charge: no change"
+    # Decimal arithmetic, so repeated steps give 10.5, 11.0, 11.5 and never 11.000000000001.
+    after = float(Decimal(str(before)) + DRIFT_PRICE_STEP)
+    charge["amount_net"] = after
+    name, currency = charge.get("name"), charge.get("currency")
+    line = f"product {DRIFT_PRICE_PRODUCT} one-time {name}: {before} -> {after} {currency}"
+    return catalog, line
+
+
+def _move_limit(catalog: list[dict[str, Any]], cycle: int) -> tuple[list[dict[str, Any]], str]:
+    product = _find(catalog, DRIFT_LIMIT_PRODUCT)
+    before = None if product is None else product.get("maxQuantity")
+    if product is None or not isinstance(before, int) or isinstance(before, bool):
+        return catalog, f"product {DRIFT_LIMIT_PRODUCT} has no maxQuantity: no change"
+    by = DRIFT_LIMIT_STEP if cycle % 2 == 0 else -DRIFT_LIMIT_STEP
+    # An order limit stays at least 1, whatever catalog drift is applied to.
+    after = max(1, before + by)
+    product["maxQuantity"] = after
+    return catalog, f"product {DRIFT_LIMIT_PRODUCT} maxQuantity: {before} -> {after}"
+
+
+def _add_product(catalog: list[dict[str, Any]], _cycle: int) -> tuple[list[dict[str, Any]], str]:
+    added = drift_product()
+    kept = [product for product in catalog if product.get("id") != DRIFT_NEW_PRODUCT]
+    return [*kept, added], f"product {DRIFT_NEW_PRODUCT} added: {added['product']}"
+
+
+def _remove_product(catalog: list[dict[str, Any]], _cycle: int) -> tuple[list[dict[str, Any]], str]:
+    kept = [product for product in catalog if product.get("id") != DRIFT_NEW_PRODUCT]
+    if len(kept) == len(catalog):
+        return catalog, f"product {DRIFT_NEW_PRODUCT} is not in the catalog: no change"
+    return kept, f"product {DRIFT_NEW_PRODUCT} removed"
+
+
+# In the order of the cycle; each changes the copy it is given and may return a new list.
+_DRIFT_STEPS = (_raise_price, _move_limit, _add_product, _remove_product)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from proxy.web import admin, dropin
+from proxy.web import admin, changes, dropin, events, pages
 from proxy.web.api import get_product, list_categories, list_products
 from proxy.web.auth import PROTECTED_PREFIXES
 from proxy.web.health import healthz, readyz
@@ -47,6 +47,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/products", list_products, protected=True),
     Route("GET", "/api/v1/products/{id}", get_product, protected=True),
     Route("GET", "/api/v1/categories", list_categories, protected=True),
+    Route("GET", "/api/v1/catalog/versions", changes.list_versions, protected=True),
+    Route("GET", "/api/v1/changes", changes.list_changes, protected=True),
+    Route("GET", "/api/v1/events", events.catalog_events, protected=True),
     Route("GET", "/healthz", healthz, protected=False, management=True),
     Route("GET", "/readyz", readyz, protected=False, management=True),
     Route("GET", "/openapi.json", openapi_document, protected=False),
@@ -57,6 +60,12 @@ ROUTES: tuple[Route, ...] = (
     # checks the caller's credentials itself; the products are guarded like /v1/products.
     Route("POST", "/management-api/oauth/token", dropin.issue_token, protected=False),
     Route("GET", "/management-api/v1/products", upstream_products, protected=True),
+    # Pages for people: open, like /openapi.json; the data they show is fetched from the
+    # API with the key typed into them.
+    Route("GET", "/docs", pages.docs_page, protected=False),
+    Route("GET", "/docs/{asset}", pages.docs_asset, protected=False),
+    Route("GET", "/catalog", pages.catalog_page, protected=False),
+    Route("GET", "/catalog/{asset}", pages.catalog_asset, protected=False),
 )
 # What the management port serves when one is set (proxy/web/management.py).
 MANAGEMENT_ROUTES: tuple[Route, ...] = tuple(route for route in ROUTES if route.management)

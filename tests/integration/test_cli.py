@@ -7,11 +7,14 @@ import json
 import signal
 import subprocess
 import sys
+import time
+from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.support.net import free_port
+from tests.support.processes import ProxyProcess
 from tests.support.settings import REPO_ROOT, clean_env
 
 
@@ -117,3 +120,60 @@ async def _wait_healthy(session: aiohttp.ClientSession, base: str) -> None:
             pass
         await asyncio.sleep(0.05)
     raise AssertionError("the service did not come up within 10 s")
+
+
+def test_sandbox_drift_needs_sandbox() -> None:
+    result = _run({}, "--sandbox-drift", "5")
+    assert result.returncode == 2
+    assert "--sandbox-drift needs --sandbox" in result.stderr
+    assert result.stderr.startswith("usage: product-proxy")
+    assert "configuration error" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_sandbox_drift_must_be_a_positive_number_of_seconds(value: str) -> None:
+    result = _run({}, "--sandbox", "--sandbox-drift", value)
+    assert result.returncode == 2
+    assert "--sandbox-drift must be a number of seconds > 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sandbox_drift_must_be_a_number() -> None:
+    result = _run({}, "--sandbox", "--sandbox-drift", "soon")
+    assert result.returncode == 2
+    assert "argument --sandbox-drift: invalid float value: 'soon'" in result.stderr
+
+
+@pytest.mark.slow
+async def test_sandbox_drift_makes_new_catalog_versions() -> None:
+    args = ["--sandbox", "--sandbox-drift", "0.5"]
+    with ProxyProcess({"PROXY_CACHE_TTL": "0.5"}, args=args) as service:
+        versions = await _versions_until(service.url, current=2, within=10)
+        assert versions["oldest"] == 1
+        assert [version["version"] for version in versions["versions"]] == list(
+            range(versions["current"], 0, -1)
+        )
+        assert versions["versions"][-1]["summary"]["added"] == versions["versions"][-1]["products"]
+    records = service.log_records()
+    started = next(record for record in records if record["event"] == "sandbox_started")
+    assert started["drift_seconds"] == 0.5
+    drifts = [record for record in records if record["event"] == "sandbox_drift"]
+    assert drifts[0]["step"] == 1
+    assert drifts[0]["change"] == "product 1001 one-time provisionCharge: 10 -> 10.5 EUR"
+    assert [record["step"] for record in drifts] == list(range(1, len(drifts) + 1))
+
+
+async def _versions_until(base: str, *, current: int, within: float) -> dict[str, Any]:
+    """Poll ``/api/v1/catalog/versions`` until its current version is at least ``current``."""
+    deadline = time.monotonic() + within
+    body: dict[str, Any] = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while time.monotonic() < deadline:
+            async with session.get(f"{base}/api/v1/catalog/versions") as response:
+                if response.status == 200:
+                    body = await response.json()
+                    if (body["current"] or 0) >= current:
+                        return body
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"no catalog version {current} within {within} s; last answer {body}")

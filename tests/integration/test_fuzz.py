@@ -117,6 +117,9 @@ def test_schemathesis_finds_no_failure_against_the_running_service(tmp_path: Pat
         "PROXY_ADMIN_REFRESH_INTERVAL": "0",
         "PROXY_LOG_LEVEL": "warning",
         "PROXY_ACCESS_LOG": "off",
+        # Event streams end after a second, so each of Schemathesis' requests gets a whole
+        # answer (a baseline event) to check, well within its request timeout.
+        "PROXY_STREAM_MAX_AGE": "1",
     }
     with ProxyProcess(env, args=["--sandbox"]) as service:
         # The catalog and probes with an API key; the admin endpoint with its own token, and

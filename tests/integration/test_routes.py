@@ -30,7 +30,7 @@ def _pipeline() -> RequestPipeline:
 
 
 def _example(path: str) -> str:
-    return path.replace("{id}", "1001")
+    return path.replace("{id}", "1001").replace("{asset}", "page.js")
 
 
 async def test_the_service_starts_and_every_route_passes_the_pipeline(

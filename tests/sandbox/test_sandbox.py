@@ -1,4 +1,4 @@
-"""The 1NCE emulator: protocol, tokens, faults, counters, control API and catalog."""
+"""The 1NCE emulator: protocol, tokens, faults, counters, control API, catalog and its drift."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import asyncio
 import json
 import re
 import secrets
+import subprocess
+import sys
 import time
 import zlib
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -24,8 +27,13 @@ from proxy.sandbox import (
     SandboxState,
     create_sandbox_app,
     default_catalog,
+    drift_product,
+    drifted,
 )
+from proxy.upstream.models import parse_catalog
+from tests.support.processes import SandboxProcess
 from tests.support.sandbox import basic_auth
+from tests.support.settings import REPO_ROOT, clean_env
 from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
@@ -881,3 +889,204 @@ async def test_stream_counters_in_stats_and_reset(client: Client) -> None:
     state.streams_cut = 2
     state.reset_counters()
     assert (state.streamed_bytes, state.streams_cut) == (0, 0)
+
+
+# --- drift ------------------------------------------------------------------------------------
+
+
+def product(catalog: list[dict[str, Any]], product_id: int) -> dict[str, Any]:
+    return next(item for item in catalog if item["id"] == product_id)
+
+
+def changed_default(price: float, limit: int, *, added: bool = False) -> list[dict[str, Any]]:
+    """The default catalog with product 1001's price, 1201's limit and maybe 1305 set."""
+    catalog = default_catalog()
+    product(catalog, 1001)["one_time_charges"][0]["amount_net"] = price
+    product(catalog, 1201)["maxQuantity"] = limit
+    return [*catalog, drift_product()] if added else catalog
+
+
+def replay(steps: int) -> list[dict[str, Any]]:
+    """The default catalog after ``steps`` drift steps."""
+    catalog = default_catalog()
+    for step in range(1, steps + 1):
+        catalog, _ = drifted(catalog, step)
+    return catalog
+
+
+def test_drift_cycle_changes_a_price_a_limit_then_adds_and_removes_a_product() -> None:
+    state = SandboxState()
+    expected = [
+        ("product 1001 one-time provisionCharge: 10 -> 10.5 EUR", changed_default(10.5, 100)),
+        ("product 1201 maxQuantity: 100 -> 200", changed_default(10.5, 200)),
+        (
+            "product 1305 added: 1NCE High Data IoT Add-on - 50 GB",
+            changed_default(10.5, 200, added=True),
+        ),
+        ("product 1305 removed", changed_default(10.5, 200)),
+        # The next cycle: the price moves further, the limit goes back down.
+        ("product 1001 one-time provisionCharge: 10.5 -> 11.0 EUR", changed_default(11.0, 200)),
+        ("product 1201 maxQuantity: 200 -> 100", changed_default(11.0, 100)),
+        (
+            "product 1305 added: 1NCE High Data IoT Add-on - 50 GB",
+            changed_default(11.0, 100, added=True),
+        ),
+        ("product 1305 removed", changed_default(11.0, 100)),
+        ("product 1001 one-time provisionCharge: 11.0 -> 11.5 EUR", changed_default(11.5, 100)),
+        ("product 1201 maxQuantity: 100 -> 200", changed_default(11.5, 200)),
+    ]
+    for step, (description, catalog) in enumerate(expected, start=1):
+        assert state.drift() == description
+        assert state.drift_steps == step
+        assert state.catalog == catalog
+    assert [item["id"] for item in state.catalog] == [item["id"] for item in default_catalog()]
+
+
+def test_drift_is_deterministic_and_starts_over_after_a_reset() -> None:
+    def nine_steps(state: SandboxState) -> list[tuple[str, str]]:
+        # Compared as JSON text: 11.0 and 11 are equal numbers but different bytes.
+        return [(state.drift(), json.dumps(state.catalog, separators=(",", ":"))) for _ in range(9)]
+
+    state = SandboxState()
+    first = nine_steps(state)
+    state.reset()
+    assert state.drift_steps == 0
+    assert state.catalog == default_catalog()
+    assert nine_steps(state) == first
+    assert nine_steps(SandboxState()) == first
+    assert '"amount_net":10.5,' in first[0][1]
+    assert '"amount_net":11.0,' in first[4][1]
+    assert json.loads(first[8][1]) == replay(9)
+
+
+def test_drifted_leaves_its_argument_alone_and_counts_from_one() -> None:
+    original = default_catalog()
+    state = SandboxState(catalog=original)
+    for _ in range(4):
+        state.drift()
+    assert original == default_catalog()
+    assert state.catalog is not original
+    with pytest.raises(ValueError, match="from 1"):
+        drifted(default_catalog(), 0)
+
+
+def test_drift_changes_nothing_in_a_catalog_without_its_products() -> None:
+    catalog = [{"id": 7, "product": "Test product", "material": "Test"}]
+    state = SandboxState(catalog=catalog)
+    descriptions = [state.drift() for _ in range(2)]
+    assert descriptions == [
+        "product 1001 has no priced one-time charge: no change",
+        "product 1201 has no maxQuantity: no change",
+    ]
+    assert state.catalog == catalog
+    assert state.drift() == "product 1305 added: 1NCE High Data IoT Add-on - 50 GB"
+    assert state.drift() == "product 1305 removed"
+    assert state.drift_steps == 4
+    assert state.catalog == catalog
+
+
+def test_every_drifted_catalog_parses_and_the_new_product_is_a_high_data_addon() -> None:
+    catalog = default_catalog()
+    for step in range(1, 9):
+        catalog, _ = drifted(catalog, step)
+        products = parse_catalog(json.dumps(catalog).encode())
+        assert len(products) == len(default_catalog()) + (1 if step % 4 == 3 else 0)
+    added = parse_catalog(json.dumps(replay(3)).encode())[-1]
+    assert added.id == 1305
+    assert 1305 not in {item["id"] for item in default_catalog()}
+    assert added.material == "1NCE High Data IoT"
+    assert added.max_quantity == 500
+    assert added.min_contract_duration == 24
+    assert [charge.amount_net for charge in added.recurring_charges] == [Decimal("24.99")]
+    assert [charge.amount_net for charge in added.one_time_charges] == [Decimal(5)]
+
+
+async def test_drift_changes_what_the_products_endpoint_serves(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    client = await aiohttp_client(create_sandbox_app(drift=0.05))
+    state = state_of(client)
+    token = await get_token(client)
+    await eventually(lambda: state.drift_steps >= 5, within=5)
+    before = state.drift_steps
+    response = await get_products(client, token)
+    body = await response.json()
+    after = state.drift_steps
+    assert response.status == 200
+    # The body is the catalog of some step between the two reads, never a mix.
+    assert body in [replay(steps) for steps in range(before, after + 1)]
+    assert product(body, 1001)["one_time_charges"][0]["amount_net"] >= 11.0
+    assert (await (await client.get("/_sandbox/stats")).json())["drift_steps"] >= before
+
+
+async def test_drift_stops_when_the_app_stops(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(create_sandbox_app(drift=0.05))
+    state = state_of(client)
+    await eventually(lambda: state.drift_steps >= 1, within=5)
+    started = time.monotonic()
+    await client.close()
+    assert time.monotonic() - started < 1.0
+    stopped_at = state.drift_steps
+    await asyncio.sleep(0.2)
+    assert state.drift_steps == stopped_at
+
+
+async def test_nothing_drifts_without_the_option(client: Client) -> None:
+    token = await get_token(client)
+    await asyncio.sleep(0.3)
+    state = state_of(client)
+    assert state.drift_steps == 0
+    assert await (await get_products(client, token)).json() == default_catalog()
+    assert (await (await client.get("/_sandbox/stats")).json())["drift_steps"] == 0
+
+
+async def test_reset_starts_the_drift_cycle_over(client: Client) -> None:
+    state = state_of(client)
+    state.drift()
+    state.drift()
+    response = await client.post("/_sandbox/reset")
+    assert (await response.json())["drift_steps"] == 0
+    assert state.drift() == "product 1001 one-time provisionCharge: 10 -> 10.5 EUR"
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
+def test_drift_must_be_a_positive_number_of_seconds(seconds: float) -> None:
+    with pytest.raises(ValueError, match="drift"):
+        create_sandbox_app(drift=seconds)
+    with pytest.raises(ValueError, match="drift"):
+        create_sandbox_app(state=SandboxState(), drift=seconds)
+
+
+class DriftingSandboxProcess(SandboxProcess):
+    """``python -m proxy.sandbox --drift 0.05``."""
+
+    def _argv(self) -> list[str]:
+        return [*super()._argv(), "--drift", "0.05"]
+
+
+async def test_sandbox_command_drifts_with_the_option() -> None:
+    with DriftingSandboxProcess() as emulator:
+        deadline = time.monotonic() + 5
+        while (stats := await emulator.stats())["drift_steps"] < 3:
+            assert time.monotonic() < deadline, stats
+            await asyncio.sleep(0.05)
+        assert stats["catalog_size"] in {30, 31}
+    log = emulator.log_text()
+    assert "catalog drift every 0.05 s" in log
+    assert "product 1001 one-time provisionCharge: 10 -> 10.5 EUR" in log
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "nan"])
+def test_sandbox_command_refuses_a_drift_that_is_not_positive(value: str) -> None:
+    result = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "proxy.sandbox", "--port", "0", "--drift", value],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 2
+    assert "--drift must be a number of seconds > 0" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from proxy import __version__
+from proxy.settings import Settings
 from tests.support.net import free_port, http_status
 from tests.support.processes import ProxyProcess
 from tests.support.settings import clean_env
@@ -443,6 +445,8 @@ def test_lint_strict_passes(values: tuple[Path, ...]) -> None:
         ("config.cacheTTL=60", "cacheTTL"),
         ("networkPolicy.egress.dsn.enabled=false", "dsn"),
         ("prometheusRule.rules.redisDown.fro=1m", "fro"),
+        ("networkPolicy.egress.webhook.ports={443}", "webhook"),
+        ("config.historyVersion=10", "historyVersion"),
     ],
 )
 def test_a_typo_in_values_is_rejected_by_name(assignment: str, named: str) -> None:
@@ -497,6 +501,18 @@ def test_lint_rejects_a_typo_too(tmp_path: Path) -> None:
         ("otel:\n  extraEnv:\n    PROXY_PORT: '1'\n", "otel.extraEnv"),
         ("otel:\n  extraEnv:\n    OTEL_SERVICE_NAME: other\n", "otel.extraEnv"),
         ("otel:\n  extraEnv:\n    OTEL_SERVICE_VERSION: 2\n", "OTEL_SERVICE_VERSION"),
+        ("secret:\n  webhookUrls: https://hooks.example.com/x\n", "secret.webhookUrls"),
+        ("secret:\n  webhookUrls: [hooks.example.com/x]\n", "secret.webhookUrls.0"),
+        ("secret:\n  webhookUrls: ['ftp://hooks.example.com/x']\n", "secret.webhookUrls.0"),
+        ("secret:\n  webhookUrls: ['https://a.example/x,https://b.example/y']\n", "webhookUrls.0"),
+        ("secret:\n  webhookUrls: ['https://hooks.example.com/x#part']\n", "webhookUrls.0"),
+        ("secret:\n  webhookUrls: ['https://hooks.example.com/a b']\n", "webhookUrls.0"),
+        ("secret:\n  webhookUrls: ['https:///x']\n", "secret.webhookUrls.0"),
+        ("secret:\n  webhookUrls: ['https://a.example/x', 'https://a.example/x']\n", "webhookUrls"),
+        ("secret:\n  webhookSecret: [a, b]\n", "secret.webhookSecret"),
+        ("existingSecret:\n  keys:\n    webhookUrls: 'hook urls'\n", "webhookUrls"),
+        ("networkPolicy:\n  egress:\n    webhooks:\n      ports: [70000]\n", "ports.0"),
+        ("networkPolicy:\n  egress:\n    webhooks:\n      to: {}\n", "webhooks.to"),
     ],
 )
 def test_wrong_types_and_values_are_rejected(tmp_path: Path, values_yaml: str, named: str) -> None:
@@ -545,6 +561,10 @@ def test_wrong_types_and_values_are_rejected(tmp_path: Path, values_yaml: str, n
         (
             ("requireApiKeys=false", "secret.apiKeys={key-a}"),
             "requireApiKeys is false but secret.apiKeys is set",
+        ),
+        (
+            ("secret.webhookUrls={https://hooks.example.com/1nce}",),
+            "secret.webhookUrls is set but secret.webhookSecret is empty",
         ),
     ],
 )
@@ -827,6 +847,12 @@ def test_chart_secret_holds_the_set_values_and_the_pods_read_them(as_files: bool
         "api-keys": "key-for-billing,key-for-provisioning",
         "admin-token": "example-admin-token",
         "redis-url": "redis://:example-password@redis-master.data.svc:6379/0",
+        # The list joined as the service splits it.
+        "webhook-urls": (
+            "https://hooks.example.com/1nce/catalog?token=example-hook-token,"
+            "http://catalog-sync.integrations.svc:8080/hooks/1nce"
+        ),
+        "webhook-secret": "example-webhook-signing-key",
     }
     expected = {
         "PROXY_CLIENT_ID": "client-id",
@@ -834,6 +860,8 @@ def test_chart_secret_holds_the_set_values_and_the_pods_read_them(as_files: bool
         "PROXY_API_KEYS": "api-keys",
         "PROXY_ADMIN_TOKEN": "admin-token",
         "PROXY_REDIS_URL": "redis-url",
+        "PROXY_WEBHOOK_URLS": "webhook-urls",
+        "PROXY_WEBHOOK_SECRET": "webhook-secret",
     }
     refs = secret_refs(objects)
     assert refs == {
@@ -863,6 +891,8 @@ def test_secret_files_are_named_after_the_variables_but_the_api_keys(
         API_KEYS_FILE,
         "PROXY_ADMIN_TOKEN",
         "PROXY_REDIS_URL",
+        "PROXY_WEBHOOK_URLS",
+        "PROXY_WEBHOOK_SECRET",
     ]
     assert env(redis_url_objects)["PROXY_API_KEYS_FILE"]["value"] == f"{SECRETS_DIR}/api-keys"
     # The whole volume is mounted, never one file with subPath: Kubernetes updates the files
@@ -883,6 +913,8 @@ def test_secret_files_are_named_after_the_variables_but_the_api_keys(
         ("existingSecret.name=creds", "existingSecret.keys.adminToken="),
         ("secret.clientId=id", "secret.clientSecret=x", "secret.apiKeys={a,b}"),
         ("redis.mode=sentinel", "redis.sentinel.hosts={s:26379}", "secret.redisPassword=pw"),
+        ("secret.webhookUrls={https://hooks.example.com/a}", "secret.webhookSecret=key"),
+        ("existingSecret.name=creds", "existingSecret.keys.webhookSecret="),
     ],
 )
 def test_files_and_variables_read_the_same_references(sets: tuple[str, ...]) -> None:
@@ -906,6 +938,8 @@ def test_optional_and_required_files_are_separate_sources() -> None:
     assert [item["path"] for item in optional["secret"]["items"]] == [
         "PROXY_API_KEYS",
         "PROXY_ADMIN_TOKEN",
+        "PROXY_WEBHOOK_URLS",
+        "PROXY_WEBHOOK_SECRET",
     ]
     # With required API keys their file moves to the required source.
     required_keys = render("keys", sets=("existingSecret.name=creds", "requireApiKeys=true"))
@@ -924,6 +958,8 @@ def test_optional_and_required_files_are_separate_sources() -> None:
     assert [item["path"] for item in source["secret"]["items"]] == [
         "PROXY_API_KEYS",
         "PROXY_ADMIN_TOKEN",
+        "PROXY_WEBHOOK_URLS",
+        "PROXY_WEBHOOK_SECRET",
     ]
 
 
@@ -950,6 +986,16 @@ def test_existing_secret_is_referenced_and_no_secret_rendered(
         "PROXY_REDIS_SENTINEL_PASSWORD": {
             "name": "product-proxy-credentials",
             "key": "sentinel-password",
+            "optional": True,
+        },
+        "PROXY_WEBHOOK_URLS": {
+            "name": "product-proxy-credentials",
+            "key": "hook-urls",
+            "optional": True,
+        },
+        "PROXY_WEBHOOK_SECRET": {
+            "name": "product-proxy-credentials",
+            "key": "hook-signing-key",
             "optional": True,
         },
     }
@@ -1397,7 +1443,9 @@ def test_dashboard_shows_requests_and_p95_latency_by_caller() -> None:
     panels = {p["title"]: p for p in dashboard["panels"]}
     # Probes and scrapes are nobody's calls: left out, as in the overview's request rate.
     selector = 'namespace="$namespace", job="$job", route!~"/healthz|/readyz|/metrics"'
-    buckets = f"rate(product_proxy_http_request_duration_seconds_bucket{{{selector}}}[5m])"
+    # An event stream is one request that lasts up to an hour: counted, but not timed.
+    timed = f'{selector}, route!="/api/v1/events"'
+    buckets = f"rate(product_proxy_http_request_duration_seconds_bucket{{{timed}}}[5m])"
     expected = {
         "Requests / s by caller": (
             "reqps",
@@ -1410,14 +1458,7 @@ def test_dashboard_shows_requests_and_p95_latency_by_caller() -> None:
             "p95 {{caller}}",
         ),
     }
-    for title, (unit, expression, legend) in expected.items():
-        panel = panels[title]
-        assert panel["type"] == "timeseries"
-        assert panel["fieldConfig"]["defaults"]["unit"] == unit
-        (target,) = panel["targets"]
-        assert target["expr"] == expression, title
-        assert target["legendFormat"] == legend
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    _check_timeseries(panels, expected)
     # In a row of their own, right under the HTTP panels, side by side and overlapping nothing.
     row = panels["Callers"]
     assert row["type"] == "row"
@@ -1995,6 +2036,330 @@ def test_named_api_keys_reach_the_secret_as_written(management_objects: list[Man
     }
 
 
+# The change feed and webhooks --------------------------------------------------------------------
+
+# Chart value (under config) of each change feed setting, and the service's field it sets.
+CHANGE_FEED_CONFIG = {
+    "historyVersions": "history_versions",
+    "historyMaxBytes": "history_max_bytes",
+    "maxStreams": "max_streams",
+    "streamKeepalive": "stream_keepalive",
+    "streamMaxAge": "stream_max_age",
+    "webhookTimeout": "webhook_timeout",
+    "webhookRetryFor": "webhook_retry_for",
+}
+# Annotated bound of a service setting, and the JSON Schema keyword that says the same.
+BOUND_KEYWORDS = {
+    "ge": "minimum",
+    "gt": "exclusiveMinimum",
+    "le": "maximum",
+    "lt": "exclusiveMaximum",
+}
+WEBHOOK_VARIABLES = ("PROXY_WEBHOOK_URLS", "PROXY_WEBHOOK_SECRET")
+
+
+def service_bounds(field: str) -> dict[str, float]:
+    """The service's bounds of a setting, as JSON Schema keywords."""
+    bounds: dict[str, float] = {}
+    for constraint in Settings.model_fields[field].metadata:
+        for attribute, keyword in BOUND_KEYWORDS.items():
+            if hasattr(constraint, attribute):
+                bounds[keyword] = getattr(constraint, attribute)
+    return bounds
+
+
+def variable(field: str) -> str:
+    """The environment variable of a service setting."""
+    return f"PROXY_{field.upper()}"
+
+
+def test_change_feed_defaults_are_the_services(default_objects: list[Manifest]) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    config = settings(default_objects)
+    for key, field in CHANGE_FEED_CONFIG.items():
+        default = Settings.model_fields[field].default
+        assert values["config"][key] == default, key
+        assert config[variable(field)] == str(default), key
+    assert config["PROXY_HISTORY_MAX_BYTES"] == str(20 * 1024 * 1024)
+
+
+def test_change_feed_config_becomes_proxy_variables(everything_objects: list[Manifest]) -> None:
+    config = settings(everything_objects)
+    assert {name: config[name] for name in map(variable, CHANGE_FEED_CONFIG.values())} == {
+        "PROXY_HISTORY_VERSIONS": "200",
+        "PROXY_HISTORY_MAX_BYTES": "67108864",  # 64 MiB, no exponent
+        "PROXY_MAX_STREAMS": "5000",
+        "PROXY_STREAM_KEEPALIVE": "20",
+        "PROXY_STREAM_MAX_AGE": "1800",
+        "PROXY_WEBHOOK_TIMEOUT": "2.5",
+        "PROXY_WEBHOOK_RETRY_FOR": "900",
+    }
+    # Webhook URLs may carry a token: never in the ConfigMap.
+    assert not set(WEBHOOK_VARIABLES) & set(config)
+
+
+def test_change_feed_schema_has_the_services_bounds() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    properties = schema["properties"]["config"]["properties"]
+    for key, field in CHANGE_FEED_CONFIG.items():
+        node = properties[key]
+        chart_bounds = {k: node[k] for k in BOUND_KEYWORDS.values() if k in node}
+        assert chart_bounds == service_bounds(field), key
+        assert set(chart_bounds) & {"minimum", "exclusiveMinimum"}, key
+        assert "maximum" in chart_bounds, key
+        whole = Settings.model_fields[field].annotation is int
+        assert node["type"] == ("integer" if whole else "number"), key
+        assert node["description"].startswith(f"{variable(field)}: "), key
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("historyVersions", 1),
+        ("historyVersions", 1001),
+        ("historyVersions", 2.5),
+        ("historyVersions", "'50'"),
+        ("historyMaxBytes", 1024 * 1024 - 1),
+        ("historyMaxBytes", 256 * 1024 * 1024 + 1),
+        ("maxStreams", 0),
+        ("maxStreams", 100_001),
+        ("streamKeepalive", 0),
+        ("streamKeepalive", 300.5),
+        ("streamMaxAge", 0.5),
+        ("streamMaxAge", 86_401),
+        ("webhookTimeout", 0),
+        ("webhookTimeout", 61),
+        ("webhookRetryFor", -1),
+        ("webhookRetryFor", 86_401),
+    ],
+)
+def test_change_feed_values_out_of_the_services_bounds_are_refused(
+    tmp_path: Path, key: str, value: object
+) -> None:
+    values = tmp_path / "bad.yaml"
+    values.write_text(f"config:\n  {key}: {value}\n", encoding="utf-8")
+    result = helm(*template_args("bad", (values,)))
+    assert result.returncode != 0
+    assert f"config.{key}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("end", ["lowest", "highest"])
+def test_change_feed_values_at_the_bounds_are_taken_by_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    # The lowest a bound allows (a little above an exclusive one) and the highest: the chart
+    # renders them, and the service takes what the ConfigMap then says.
+    chosen: dict[str, float] = {}
+    for key, field in CHANGE_FEED_CONFIG.items():
+        bounds = service_bounds(field)
+        if end == "highest":
+            chosen[key] = bounds["maximum"]
+        else:
+            chosen[key] = bounds.get("minimum", bounds.get("exclusiveMinimum", 0) + 0.25)
+    values = tmp_path / "bounds.yaml"
+    values.write_text(yaml.safe_dump({"config": chosen}), encoding="utf-8")
+    config = settings(render("bounds", (values,)))
+    for name in [name for name in os.environ if name.startswith("PROXY_")]:
+        monkeypatch.delenv(name)
+    for name, text in config.items():
+        monkeypatch.setenv(name, text)
+    service = Settings(_env_file=None)
+    for key, field in CHANGE_FEED_CONFIG.items():
+        assert getattr(service, field) == chosen[key], key
+
+
+def webhook_data(objects: list[Manifest]) -> dict[str, str]:
+    """The chart's Secret's webhook entries, decoded."""
+    data = one(objects, "Secret")["data"]
+    return {
+        key: base64.b64decode(value).decode()
+        for key, value in data.items()
+        if key.startswith("webhook-")
+    }
+
+
+@pytest.mark.parametrize("as_files", [True, False], ids=["files", "env"])
+def test_webhook_urls_and_key_reach_the_pods_from_the_charts_secret(as_files: bool) -> None:  # noqa: FBT001
+    sets = (
+        "secret.webhookUrls={https://hooks.example.com/1nce?token=t0ken,http://sync.svc:8080/h}",
+        "secret.webhookSecret=signing-key",
+        f"secret.mountAsFiles={str(as_files).lower()}",
+    )
+    text = render_text("hooks", sets=sets)
+    objects = [cast("Manifest", doc) for doc in yaml.safe_load_all(text) if doc]
+    assert webhook_data(objects) == {
+        "webhook-urls": "https://hooks.example.com/1nce?token=t0ken,http://sync.svc:8080/h",
+        "webhook-secret": "signing-key",
+    }
+    refs = secret_refs(objects)
+    assert {name: refs[name] for name in WEBHOOK_VARIABLES} == {
+        "PROXY_WEBHOOK_URLS": {"name": "hooks-product-proxy", "key": "webhook-urls"},
+        "PROXY_WEBHOOK_SECRET": {"name": "hooks-product-proxy", "key": "webhook-secret"},
+    }
+    if as_files:
+        (source,) = volumes(objects)["secrets"]["projected"]["sources"]
+        assert {item["path"] for item in source["secret"]["items"]} >= set(WEBHOOK_VARIABLES)
+        assert not set(WEBHOOK_VARIABLES) & set(env(objects))
+    else:
+        assert "secrets" not in volumes(objects)
+        assert set(WEBHOOK_VARIABLES) <= set(env(objects))
+    # Neither the token nor the key shows anywhere in clear.
+    assert "t0ken" not in text
+    assert "signing-key" not in text
+    assert not set(WEBHOOK_VARIABLES) & set(settings(objects))
+
+
+@pytest.mark.parametrize("as_files", [True, False], ids=["files", "env"])
+def test_existing_secret_webhook_keys_are_optional_references(as_files: bool) -> None:  # noqa: FBT001
+    mode = f"secret.mountAsFiles={str(as_files).lower()}"
+    refs = secret_refs(render("hooks", sets=("existingSecret.name=creds", mode)))
+    assert {name: refs[name] for name in WEBHOOK_VARIABLES} == {
+        "PROXY_WEBHOOK_URLS": {"name": "creds", "key": "webhook-urls", "optional": True},
+        "PROXY_WEBHOOK_SECRET": {"name": "creds", "key": "webhook-secret", "optional": True},
+    }
+    renamed = secret_refs(
+        render(
+            "hooks",
+            sets=(
+                "existingSecret.name=creds",
+                "existingSecret.keys.webhookUrls=receivers",
+                "existingSecret.keys.webhookSecret=",
+                mode,
+            ),
+        )
+    )
+    assert renamed["PROXY_WEBHOOK_URLS"] == {"name": "creds", "key": "receivers", "optional": True}
+    assert "PROXY_WEBHOOK_SECRET" not in renamed
+
+
+def test_webhook_key_alone_is_kept_and_no_webhooks_set_nothing(
+    default_objects: list[Manifest],
+) -> None:
+    # A key without receivers is allowed (the service signs nothing yet): set ahead of the URLs.
+    objects = render("hooks", sets=("secret.webhookSecret=signing-key",))
+    assert webhook_data(objects) == {"webhook-secret": "signing-key"}
+    assert set(secret_refs(objects)) == {"PROXY_WEBHOOK_SECRET"}
+    assert not set(WEBHOOK_VARIABLES) & set(secret_refs(default_objects))
+
+
+def webhook_ports(*sets: str) -> list[int] | None:
+    """Ports of the webhook rule (the only egress rule once DNS and the upstream are off)."""
+    rules = egress_rules(
+        "networkPolicy.egress.dns.enabled=false",
+        "networkPolicy.egress.upstream.enabled=false",
+        "secret.webhookSecret=signing-key",
+        *sets,
+    )
+    assert len(rules) <= 1
+    return rules[0] if rules else None
+
+
+@pytest.mark.parametrize(
+    ("urls", "ports"),
+    [
+        ("https://hooks.example.com/1nce?token=t", [443]),
+        ("http://sync.integrations.svc/hooks", [80]),
+        (
+            "https://hooks.example.com:8443/a,http://sync.svc:8080/b,https://other.example.com/c",
+            [8443, 8080, 443],
+        ),
+        ("https://a.example.com/x,https://b.example.com/y", [443]),
+        # urllib's reading: the host follows the last "@", so the password's ":1" is no port.
+        ("https://user:pass:1@hooks.example.com/x", [443]),
+        ("https://[fd00::20]:9443/x,https://[fd00::21]/y", [9443, 443]),
+    ],
+)
+def test_webhook_egress_ports_come_from_the_urls(urls: str, ports: list[int]) -> None:
+    assert webhook_ports(f"secret.webhookUrls={{{urls}}}") == ports
+
+
+def test_webhook_egress_rule_needs_webhooks() -> None:
+    urls = "secret.webhookUrls={https://hooks.example.com:8443/x}"
+    assert webhook_ports() is None
+    assert webhook_ports(urls, "networkPolicy.egress.webhooks.enabled=false") is None
+    # Listed ports are added to the URLs' (and make a rule of their own).
+    assert webhook_ports(urls, "networkPolicy.egress.webhooks.ports={443,8443}") == [8443, 443]
+    assert webhook_ports("networkPolicy.egress.webhooks.ports={9000}") == [9000]
+
+
+def test_webhook_urls_in_an_existing_secret_take_the_listed_ports() -> None:
+    # The chart cannot read them: no rule unless their ports are listed.
+    assert webhook_ports("existingSecret.name=creds") is None
+    assert webhook_ports(
+        "existingSecret.name=creds", "networkPolicy.egress.webhooks.ports={443}"
+    ) == [443]
+
+
+def test_everything_values_open_the_listed_webhook_ports_to_their_peers(
+    everything_objects: list[Manifest],
+) -> None:
+    values = yaml.safe_load(EVERYTHING.read_text(encoding="utf-8"))
+    rules = one(everything_objects, "NetworkPolicy")["spec"]["egress"]
+    # DNS, Redis, the 1NCE API, the webhook receivers, then the extra rule.
+    assert len(rules) == 5
+    assert rules[3] == {
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}],
+        "to": values["networkPolicy"]["egress"]["webhooks"]["to"],
+    }
+
+
+def test_dashboard_latency_leaves_out_the_event_stream() -> None:
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text(encoding="utf-8"))
+    expressions = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    timed = [e for e in expressions if "product_proxy_http_request_duration_seconds" in e]
+    # p50 and p99 by route, p95 by caller.
+    assert len(timed) == 3
+    for expression in timed:
+        assert 'route!="/api/v1/events"}' in expression, expression
+    # Its requests still count.
+    counted = [e for e in expressions if "product_proxy_http_requests_total" in e]
+    assert counted
+    assert not any("/api/v1/events" in e for e in counted)
+
+
+def test_dashboard_shows_the_change_feed() -> None:
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text(encoding="utf-8"))
+    panels = {p["title"]: p for p in dashboard["panels"]}
+    selector = 'namespace="$namespace", job="$job"'
+    window = "[$__rate_interval]"
+    deliveries = f"product_proxy_webhook_deliveries_total{{{selector}}}{window}"
+    expected = {
+        "Catalog version": ("none", f"max(product_proxy_catalog_version{{{selector}}})", "version"),
+        "Event streams by pod": (
+            "short",
+            f"sum by (pod) (product_proxy_event_streams{{{selector}}})",
+            "{{pod}}",
+        ),
+        "Catalog changes / s by kind": (
+            "short",
+            f"sum by (kind) (rate(product_proxy_catalog_changes_total{{{selector}}}{window}))",
+            "{{kind}}",
+        ),
+        "Webhook deliveries / s by outcome": (
+            "ops",
+            f"sum by (outcome) (rate({deliveries}))",
+            "{{outcome}}",
+        ),
+    }
+    _check_timeseries(panels, expected)
+    # A row of their own under Catalog and Redis, four abreast.
+    row = panels["Change feed"]
+    assert row["type"] == "row"
+    above = panels["Catalog and Redis"]["gridPos"]["y"]
+    catalog_bottom = max(
+        p["gridPos"]["y"] + p["gridPos"]["h"]
+        for p in dashboard["panels"]
+        if p["type"] != "row"
+        and p["gridPos"]["y"] > above
+        and p["gridPos"]["y"] < row["gridPos"]["y"]
+    )
+    assert row["gridPos"] == {"x": 0, "y": catalog_bottom, "w": 24, "h": 1}
+    boxes = [panels[title]["gridPos"] for title in expected]
+    assert boxes == [{"x": x, "y": catalog_bottom + 1, "w": 6, "h": 8} for x in (0, 6, 12, 18)]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(set(ids)) == len(ids)
+
+
 # OpenTelemetry ---------------------------------------------------------------------------------
 
 
@@ -2292,6 +2657,12 @@ def test_example_with_redis_reads_the_url_from_the_secret(
         "PROXY_API_KEYS": {"name": "product-proxy", "key": "api-keys"},
         "PROXY_REDIS_URL": {"name": "product-proxy", "key": "redis-url"},
         "PROXY_ADMIN_TOKEN": {"name": "product-proxy", "key": "admin-token", "optional": True},
+        "PROXY_WEBHOOK_URLS": {"name": "product-proxy", "key": "webhook-urls", "optional": True},
+        "PROXY_WEBHOOK_SECRET": {
+            "name": "product-proxy",
+            "key": "webhook-secret",
+            "optional": True,
+        },
     }
     config = settings(with_redis_objects)
     assert not {key for key in config if key.startswith(("PROXY_REDIS_SENTINEL", "PROXY_REDIS_CL"))}
@@ -2353,10 +2724,25 @@ def test_readme_gives_the_commands_for_each_example() -> None:
 
 def test_chart_names_its_home_sources_and_maintainers() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
-    assert chart["version"] == "0.2.0"
+    assert chart["version"] == "0.3.0"
     assert chart["appVersion"] == __version__
     assert chart["home"] == PROJECT_URL
     assert chart["sources"] == [PROJECT_URL]
     assert chart["maintainers"] == [{"name": "Product Proxy maintainers", "url": PROJECT_URL}]
     # A placeholder address, and said to be one.
     assert "placeholder" in (CHART / "Chart.yaml").read_text(encoding="utf-8")
+
+
+def _check_timeseries(
+    panels: dict[str, dict[str, Any]], expected: dict[str, tuple[str, str, str]]
+) -> None:
+    """Each titled panel is a time series with that unit, one query and its legend."""
+    for title, (unit, expression, legend) in expected.items():
+        panel = panels[title]
+        assert panel["type"] == "timeseries"
+        assert panel["fieldConfig"]["defaults"]["unit"] == unit
+        (target,) = panel["targets"]
+        assert target["expr"] == expression, title
+        assert target["legendFormat"] == legend
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert target.get("datasource", panel["datasource"]) == panel["datasource"]

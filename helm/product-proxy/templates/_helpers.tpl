@@ -190,6 +190,11 @@ runbook_url: {{ printf "%s#%s" . (lower $.alert) | quote }}
 {{- if and (kindIs "bool" $required) (not $required) (not .Values.existingSecret.name) .Values.secret.apiKeys -}}
 {{- fail "requireApiKeys is false but secret.apiKeys is set (remove the keys, or leave requireApiKeys null)" -}}
 {{- end -}}
+{{- /* The service refuses webhooks it cannot sign. An existingSecret is not seen here: there the
+pods refuse to start instead. */ -}}
+{{- if and (not .Values.existingSecret.name) .Values.secret.webhookUrls (not .Values.secret.webhookSecret) -}}
+{{- fail "secret.webhookUrls is set but secret.webhookSecret is empty (the service refuses to start without PROXY_WEBHOOK_SECRET to sign the webhooks with)" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Secrets --------------------------------------------------------------------------------- */}}
@@ -230,7 +235,9 @@ refuses a PROXY_API_KEYS_FILE that names no file, and the key may be missing.
   (list "PROXY_ADMIN_TOKEN" "adminToken" true false)
   (list "PROXY_REDIS_URL" "redisUrl" (eq $mode "url") true)
   (list "PROXY_REDIS_PASSWORD" "redisPassword" $password false)
-  (list "PROXY_REDIS_SENTINEL_PASSWORD" "redisSentinelPassword" $sentinel false) -}}
+  (list "PROXY_REDIS_SENTINEL_PASSWORD" "redisSentinelPassword" $sentinel false)
+  (list "PROXY_WEBHOOK_URLS" "webhookUrls" true false)
+  (list "PROXY_WEBHOOK_SECRET" "webhookSecret" true false) -}}
 {{- $items := list -}}
 {{- range $candidates -}}
 {{- $var := index . 0 -}}
@@ -361,6 +368,8 @@ podSecurityContext.fsGroup. Argument: dict ctx name items.
 {{- if and $s.redisUrl (eq $mode "url") }}{{ $_ := set $data "redis-url" $s.redisUrl }}{{ end -}}
 {{- if and $s.redisPassword (has $mode (list "sentinel" "cluster")) }}{{ $_ := set $data "redis-password" $s.redisPassword }}{{ end -}}
 {{- if and $s.redisSentinelPassword (eq $mode "sentinel") }}{{ $_ := set $data "redis-sentinel-password" $s.redisSentinelPassword }}{{ end -}}
+{{- if $s.webhookUrls }}{{ $_ := set $data "webhook-urls" (join "," $s.webhookUrls) }}{{ end -}}
+{{- if $s.webhookSecret }}{{ $_ := set $data "webhook-secret" $s.webhookSecret }}{{ end -}}
 {{- range $key, $value := $data }}
 {{ $key }}: {{ $value | b64enc }}
 {{- end -}}
@@ -392,6 +401,13 @@ PROXY_LOG_FORMAT: {{ $c.logFormat | quote }}
 PROXY_ACCESS_LOG: {{ $c.accessLog | quote }}
 PROXY_ADMIN_REFRESH_INTERVAL: {{ include "product-proxy.number" $c.adminRefreshInterval | quote }}
 PROXY_WARMUP: {{ $c.warmup | quote }}
+PROXY_HISTORY_VERSIONS: {{ include "product-proxy.number" $c.historyVersions | quote }}
+PROXY_HISTORY_MAX_BYTES: {{ include "product-proxy.number" $c.historyMaxBytes | quote }}
+PROXY_MAX_STREAMS: {{ include "product-proxy.number" $c.maxStreams | quote }}
+PROXY_STREAM_KEEPALIVE: {{ include "product-proxy.number" $c.streamKeepalive | quote }}
+PROXY_STREAM_MAX_AGE: {{ include "product-proxy.number" $c.streamMaxAge | quote }}
+PROXY_WEBHOOK_TIMEOUT: {{ include "product-proxy.number" $c.webhookTimeout | quote }}
+PROXY_WEBHOOK_RETRY_FOR: {{ include "product-proxy.number" $c.webhookRetryFor | quote }}
 PROXY_SHUTDOWN_DELAY: {{ include "product-proxy.number" .Values.shutdown.delaySeconds | quote }}
 PROXY_SHUTDOWN_GRACE: {{ include "product-proxy.number" .Values.shutdown.graceSeconds | quote }}
 {{- if eq .Values.redis.mode "sentinel" }}
@@ -423,11 +439,15 @@ host follows its last "@", so a password is never mistaken for the port.
 {{- default .default (regexFind ":[0-9]+$" $host | trimPrefix ":") -}}
 {{- end -}}
 
+{{/* The port of an http(s) URL: the one it names, else 443 for https and 80 for http. */}}
+{{- define "product-proxy.httpPort" -}}
+{{- $default := ternary "443" "80" (hasPrefix "https:" (lower .)) -}}
+{{- include "product-proxy.urlPort" (dict "url" . "default" $default) -}}
+{{- end -}}
+
 {{/* Ports of the 1NCE API rule, comma-separated: config.upstreamUrl's, then the listed ones. */}}
 {{- define "product-proxy.upstreamPorts" -}}
-{{- $url := .Values.config.upstreamUrl -}}
-{{- $default := ternary "443" "80" (hasPrefix "https:" (lower $url)) -}}
-{{- $ports := list (include "product-proxy.urlPort" (dict "url" $url "default" $default)) -}}
+{{- $ports := list (include "product-proxy.httpPort" .Values.config.upstreamUrl) -}}
 {{- range .Values.networkPolicy.egress.upstream.ports -}}
 {{- $ports = append $ports (toString (int .)) -}}
 {{- end -}}
@@ -469,6 +489,24 @@ listed (their bus ports, +10000, are between the nodes only).
 {{- end -}}
 {{- if and $unreadable (not $listed) -}}
 {{- $ports = append $ports "6379" -}}
+{{- end -}}
+{{- $ports | uniq | join "," -}}
+{{- end -}}
+
+{{/*
+Ports of the webhook receivers' rule, comma-separated (empty: no rule): the port of each
+secret.webhookUrls entry, then networkPolicy.egress.webhooks.ports. URLs in an existingSecret
+cannot be read: only the listed ports are used then.
+*/}}
+{{- define "product-proxy.webhookPorts" -}}
+{{- $ports := list -}}
+{{- if not .Values.existingSecret.name -}}
+{{- range .Values.secret.webhookUrls -}}
+{{- $ports = append $ports (include "product-proxy.httpPort" .) -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.networkPolicy.egress.webhooks.ports -}}
+{{- $ports = append $ports (toString (int .)) -}}
 {{- end -}}
 {{- $ports | uniq | join "," -}}
 {{- end -}}

@@ -1,0 +1,1 @@
+"""Catalog versions: numbered deployment-wide, kept for diffs, announced to streams and webhooks."""

@@ -1,0 +1,337 @@
+"""The change feed: records each new catalog as a version and tells streams and webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import structlog
+
+from proxy.backplane.interface import Backplane
+from proxy.backplane.keys import KeySpace
+from proxy.cache.entry import CatalogEntry
+from proxy.cache.readthrough import CatalogCache
+from proxy.cancellation import stop_if_cancelled
+from proxy.catalog.diff import CatalogDiff, diff_views
+from proxy.catalog.view import CatalogView
+from proxy.history.records import VersionEvent, VersionRecord
+from proxy.history.store import Appended, History, VersionStore, compress, decompress
+from proxy.history.webhooks import Webhooks
+from proxy.observability.metrics import Metrics
+from proxy.upstream.models import InvalidCatalogError, parse_catalog
+
+logger = structlog.get_logger(__name__)
+
+# The history is read this often with no announcement: every replica's streams see a new
+# version within about this long even if the announcement was lost.
+POLL_INTERVAL = 1.0
+# Handlers read the history again when the copy here is older than this.
+FRESH_FOR = 1.0
+# A compare-and-append lost to another replica is retried at once, this many times.
+APPEND_ATTEMPTS = 3
+# Simplified views of kept versions, by ETag, for diffs (a request asks for two).
+VIEWS_KEPT = 4
+TOPIC = "versions"
+
+
+class VersionGoneError(Exception):
+    """A version asked for is not kept (expired, never given, or from another epoch)."""
+
+    def __init__(self, message: str, history: History) -> None:
+        """Say why, with the history it was looked up in."""
+        super().__init__(message)
+        self.history = history
+
+
+class HistoryUnavailableError(Exception):
+    """The store holding the history could not be read."""
+
+
+class ChangeFeed:
+    """Numbers the catalogs the deployment stores and follows the numbering on every replica.
+
+    Once a second (and at once when a replica announces a stored catalog or a new version)
+    it reads the shared history. When this replica holds a catalog newer than the newest
+    version and with other bytes, it appends it as the next version, with a summary of what
+    changed, by compare-and-append: replicas racing to record one catalog record it once.
+    Streams wait on :meth:`changed`; each new version is handed to the webhooks by the one
+    replica that claims it. Versions are ordered by when their catalog was fetched, so a
+    replica still holding an older catalog never records it as new.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: VersionStore,
+        cache: CatalogCache,
+        backplane: Backplane,
+        keys: KeySpace,
+        metrics: Metrics,
+        max_versions: int,
+        max_body: int,
+        max_streams: int,
+        webhooks: Webhooks | None = None,
+        claim_ttl: float = 3600.0,
+        owner: str = "",
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Record into ``store`` what ``cache`` holds; tell ``webhooks`` of new versions."""
+        self._store = store
+        self._cache = cache
+        self._backplane = backplane
+        self._keys = keys
+        self._metrics = metrics
+        self._max_versions = max_versions
+        self._max_body = max_body
+        self._max_streams = max_streams
+        self._webhooks = webhooks
+        self._claim_ttl = claim_ttl
+        self._owner = owner.encode()
+        self._timer = timer
+        self._history: History | None = None
+        self._read_at = -math.inf
+        self._changed = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._views: OrderedDict[str, CatalogView] = OrderedDict()
+        self._streams = 0
+        self._task: asyncio.Task[None] | None = None
+        self._reading: asyncio.Task[History | None] | None = None
+
+    @property
+    def history(self) -> History | None:
+        """The history as last read; None until the store first answered."""
+        return self._history
+
+    @property
+    def closing(self) -> asyncio.Event:
+        """Set when the service stops: streams end."""
+        return self._closing
+
+    def changed(self) -> asyncio.Event:
+        """Return the event the next change of :attr:`history` sets (take it before reading)."""
+        return self._changed
+
+    def wake(self) -> None:
+        """Read the history now (an announcement came)."""
+        self._wake.set()
+
+    def need(self) -> None:
+        """Keep a catalog fresh from now on: someone follows its changes."""
+        self._cache.need()
+
+    def open_stream(self) -> bool:
+        """Count a stream in; False when this replica already has the most it takes."""
+        if self._streams >= self._max_streams:
+            return False
+        self._streams += 1
+        self._metrics.stream_opened()
+        return True
+
+    def close_stream(self) -> None:
+        """Count a stream out."""
+        self._streams -= 1
+        self._metrics.stream_closed()
+
+    def start(self) -> None:
+        """Start following the history."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._follow_forever())
+
+    def end_streams(self) -> None:
+        """Tell every stream to end (the service is stopping)."""
+        self._closing.set()
+
+    async def close(self) -> None:
+        """Stop following; end streams."""
+        self.end_streams()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def current(self) -> History:
+        """Return the history, read again when the copy here is over a second old.
+
+        Raises :class:`HistoryUnavailableError` when the store cannot be read.
+        """
+        history = self._history
+        if history is not None and self._timer() - self._read_at < FRESH_FOR:
+            return history
+        # Concurrent requests share one read.
+        reading = self._reading
+        if reading is None or reading.done():
+            reading = asyncio.get_running_loop().create_task(self._read())
+            self._reading = reading
+        history = await asyncio.shield(reading)
+        if history is None:
+            raise HistoryUnavailableError("the catalog history cannot be read now")
+        await self._follow(history)
+        return history
+
+    async def diff(self, history: History, since: int) -> tuple[VersionRecord, CatalogDiff]:
+        """Return the version ``since`` and what changed from it to the current version.
+
+        Raises :class:`VersionGoneError` when ``since`` is not kept, and
+        :class:`HistoryUnavailableError` when a kept catalog cannot be read.
+        """
+        current = history.current
+        kept = {record.version: record for record in history.versions}
+        start = kept.get(since)
+        if current is None or start is None:
+            raise VersionGoneError(f"version {since} is not kept", history)
+        if start.version == current.version:
+            return start, CatalogDiff(added=(), removed=(), changed=())
+        before = await self._view_of(start)
+        after = await self._view_of(current)
+        if before is None or after is None:
+            raise HistoryUnavailableError("a kept catalog version cannot be read now")
+        return start, diff_views(before, after)
+
+    async def _follow_forever(self) -> None:
+        """Read the history, record what is new here, tell streams and webhooks; forever."""
+        while True:
+            stop_if_cancelled()
+            try:
+                await self._step()
+            except Exception:
+                logger.exception("change_feed_failed")
+            stop_if_cancelled()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_INTERVAL):
+                    await self._wake.wait()
+
+    async def _step(self) -> None:
+        for _ in range(APPEND_ATTEMPTS):
+            history = await self._read()
+            if history is None:
+                return
+            await self._follow(history)
+            entry = self._cache.local
+            if entry is None or not _is_new(entry, history):
+                return
+            if not await self._record(entry, history):
+                return
+
+    async def _read(self) -> History | None:
+        """Read the history: the newest record first, the rest only when it changed."""
+        head = await self._store.read(1)
+        known = self._history
+        if head is None or known is None or _head_of(head) != _head_of(known):
+            if head is None or head.current is None:
+                return head
+            return await self._store.read(self._max_versions)
+        self._read_at = self._timer()
+        return known
+
+    async def _follow(self, history: History) -> None:
+        """Adopt ``history``; wake streams and deliver webhooks for versions new to it."""
+        known, self._history = self._history, history
+        self._read_at = self._timer()
+        if history is known:
+            return
+        current = history.current
+        if current is not None:
+            self._metrics.catalog_version(current.version)
+        if known is not None and _head_of(known) == _head_of(history):
+            return
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+        if known is None or self._webhooks is None or history.epoch is None:
+            # The versions found at start-up are not news: whoever saw them arrive told.
+            return
+        seen = known.current.version if known.epoch == history.epoch and known.current else 0
+        for record in history.after(seen):
+            await self._deliver(VersionEvent(history.epoch, record))
+
+    async def _deliver(self, event: VersionEvent) -> None:
+        """Hand ``event`` to the webhooks if this replica is the one to deliver it."""
+        assert self._webhooks is not None  # noqa: S101 - checked by the caller
+        key = self._keys.webhook_claim(event.epoch, event.record.version)
+        if await self._backplane.set_if_absent(key, self._owner, self._claim_ttl):
+            self._webhooks.deliver(event)
+
+    async def _record(self, entry: CatalogEntry, history: History) -> bool:
+        """Append ``entry`` as the next version; True if it should be tried again (a race)."""
+        after = self._view_of_body(entry.etag, entry.body)
+        if after is None:
+            return False
+        previous = history.current
+        before = None if previous is None else await self._view_of(previous)
+        if previous is not None and before is None:
+            # Without the previous catalog there is no honest summary: try again later.
+            return False
+        changes = diff_views(before, after)
+        summary = changes.summary
+        record = VersionRecord(
+            version=history.last + 1,
+            etag=entry.etag,
+            stored_at=entry.fetched_at,
+            products=len(after.products),
+            summary=summary,
+        )
+        appended = await self._store.append(history, record, await compress(entry.body))
+        if appended is None:
+            return False
+        outcome, epoch = appended
+        if outcome is Appended.CONFLICT:
+            return True
+        self._metrics.catalog_changes(
+            added=summary.added, removed=summary.removed, changed=summary.changed
+        )
+        logger.info(
+            "catalog_changed",
+            epoch=epoch,
+            version=record.version,
+            previous=None if previous is None else previous.version,
+            etag=record.etag,
+            products=record.products,
+            **summary.to_json(),
+        )
+        await self._backplane.publish(TOPIC)
+        return True
+
+    async def _view_of(self, record: VersionRecord) -> CatalogView | None:
+        """Return the simplified view of a kept version, from its snapshot."""
+        view = self._views.get(record.etag)
+        if view is not None:
+            self._views.move_to_end(record.etag)
+            return view
+        local = self._cache.local
+        if local is not None and local.etag == record.etag:
+            return self._view_of_body(local.etag, local.body)
+        snapshot = await self._store.snapshot(record.version)
+        body = None if snapshot is None else await decompress(snapshot, self._max_body)
+        return None if body is None else self._view_of_body(record.etag, body)
+
+    def _view_of_body(self, etag: str, body: bytes) -> CatalogView | None:
+        view = self._views.get(etag)
+        if view is None:
+            try:
+                view = CatalogView.build(parse_catalog(body))
+            except InvalidCatalogError:
+                logger.warning("history_catalog_unreadable", etag=etag)
+                return None
+            self._views[etag] = view
+            while len(self._views) > VIEWS_KEPT:
+                self._views.popitem(last=False)
+        return view
+
+
+def _head_of(history: History) -> tuple[str | None, int, int | None]:
+    current = history.current
+    return history.epoch, history.last, None if current is None else current.version
+
+
+def _is_new(entry: CatalogEntry, history: History) -> bool:
+    """Whether ``entry`` is a catalog the history has not recorded and that is newer."""
+    current = history.current
+    if current is None:
+        return True
+    return entry.etag != current.etag and entry.fetched_at > current.stored_at
