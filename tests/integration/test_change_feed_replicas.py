@@ -159,14 +159,14 @@ async def test_a_change_reaches_streams_on_all_replicas_within_a_second_with_the
     assert second["event"] == "catalog"
     assert second["version"] == 2
     assert second["summary"] == {"added": 0, "removed": 0, "changed": 1}
-    # One replica recorded the change, and logged it once for the deployment.
+    # Each version was recorded (and logged) once for the deployment, by whichever replica.
     changed = [
         record
         for replica in fleet.replicas
         for record in replica.log_records()
         if record.get("event") == "catalog_changed"
     ]
-    assert [record["version"] for record in changed] == [1, 2]
+    assert sorted(record["version"] for record in changed) == [1, 2]
 
 
 async def test_a_stream_ends_cleanly_when_its_replica_stops(
