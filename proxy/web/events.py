@@ -22,10 +22,12 @@ from proxy.web.pipeline import REQUEST_ID_HEADER
 
 logger = structlog.get_logger(__name__)
 
-# A write that cannot finish in this long means the reader stopped reading: the stream
-# ends rather than buffer for it (what one stream can hold is then the socket's buffers
-# plus aiohttp's 64 KiB write limit).
-WRITE_TIMEOUT = 30.0
+# A reader that leaves more than this unread for longer than this many keep-alive intervals
+# has stopped reading: its stream ends rather than buffer for it. A reader keeping up never
+# leaves this much: events are a few hundred bytes. (aiohttp waits on a full socket only
+# every 64 KiB written, which keep-alives alone take hours to reach.)
+UNREAD_LIMIT = 64 * 1024
+STALL_INTERVALS = 2
 # Tells a client (EventSource) how long to wait before reconnecting, in milliseconds.
 RECONNECT_MILLIS = 3000
 RETRY_AFTER_FULL = "5"
@@ -73,7 +75,7 @@ async def catalog_events(request: web.Request) -> web.StreamResponse:
         # A little less than the most, at random: streams opened together (after a restart)
         # do not all end together.
         lifetime = settings.stream_max_age * random.uniform(1 - LIFETIME_JITTER, 1)  # noqa: S311
-        stream = _Stream(response, feed, settings.stream_keepalive, lifetime)
+        stream = _Stream(response, request.transport, feed, settings.stream_keepalive, lifetime)
         with contextlib.suppress(ConnectionError, TimeoutError):
             await stream.run(last_id, epoch)
             await response.write_eof()
@@ -86,9 +88,16 @@ class _Stream:
     """One open event stream: where it is in the history, and how to write to it."""
 
     def __init__(
-        self, response: web.StreamResponse, feed: ChangeFeed, keepalive: float, lifetime: float
+        self,
+        response: web.StreamResponse,
+        transport: asyncio.Transport | None,
+        feed: ChangeFeed,
+        keepalive: float,
+        lifetime: float,
     ) -> None:
         self._response = response
+        self._transport = transport
+        self._stalled_since: float | None = None
         self._feed = feed
         self._keepalive = keepalive
         self._lifetime = lifetime
@@ -158,5 +167,17 @@ class _Stream:
         )
 
     async def _write(self, data: bytes) -> None:
-        async with asyncio.timeout(WRITE_TIMEOUT):
+        """Write ``data``; raise TimeoutError when the reader has stopped taking what is sent."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the reader went away")
+        now = asyncio.get_running_loop().time()
+        patience = self._keepalive * STALL_INTERVALS
+        if transport.get_write_buffer_size() <= UNREAD_LIMIT:
+            self._stalled_since = None
+        elif self._stalled_since is None:
+            self._stalled_since = now
+        elif now - self._stalled_since > patience:
+            raise TimeoutError("the reader stopped reading")
+        async with asyncio.timeout(patience):
             await self._response.write(data)

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
-from proxy.appkeys import FEED
+from proxy.app import create_app
+from proxy.appkeys import FEED, METRICS
 from tests.support.events import EventReader
+from tests.support.net import HOST
 from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.settings import make_settings
 from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
@@ -396,7 +403,7 @@ async def test_streams_beyond_the_limit_get_503(make_proxy: MakeProxy) -> None:
     second = await client.get("/api/v1/events")
     third = await client.get("/api/v1/events")
     first.close()
-    await eventually(lambda: _open_streams(client) == 1)
+    await eventually(lambda: _open_streams(client.app) == 1)
     fourth = await client.get("/api/v1/events")
 
     assert (first.status, second.status, third.status) == (200, 200, 503)
@@ -407,9 +414,13 @@ async def test_streams_beyond_the_limit_get_503(make_proxy: MakeProxy) -> None:
     fourth.close()
 
 
-def _open_streams(client: Client) -> int:
-    metrics = client.app[FEED]._metrics
-    value = metrics.registry.get_sample_value("product_proxy_event_streams")
+def _recorded(app: web.Application, version: int) -> bool:
+    history = app[FEED].history
+    return history is not None and history.last == version
+
+
+def _open_streams(app: web.Application) -> int:
+    value = app[METRICS].registry.get_sample_value("product_proxy_event_streams")
     return int(value or 0)
 
 
@@ -425,7 +436,7 @@ async def test_streams_end_cleanly_when_the_service_stops(make_proxy: MakeProxy)
     # The chunked body ended with its terminator: a clean end, not a cut connection.
     assert rest == b""
     assert response.content.at_eof()
-    assert _open_streams(client) == 0
+    assert _open_streams(client.app) == 0
 
 
 async def test_a_malformed_last_event_id_is_400(make_proxy: MakeProxy) -> None:
@@ -435,4 +446,60 @@ async def test_a_malformed_last_event_id_is_400(make_proxy: MakeProxy) -> None:
 
     assert response.status == 400
     assert (await response.json())["error"]["parameter"] == "Last-Event-ID"
-    assert _open_streams(client) == 0
+    assert _open_streams(client.app) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_reader_that_stops_reading_is_dropped_not_buffered_for(sandbox: Sandbox) -> None:
+    app = create_app(
+        make_settings(
+            sandbox.url,
+            admin_token=SecretStr("adm"),
+            admin_refresh_interval=0,
+            history_versions=1000,
+            stream_keepalive=0.5,
+        )
+    )
+    # The replica's side of every connection gets a small, fixed send buffer (accepted
+    # sockets inherit it), as a busy host's would be; loopback's autotuning would otherwise
+    # take megabytes before a write ever waits.
+    listener = socket.create_server((HOST, 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.SockSite(runner, listener).start()
+    port = listener.getsockname()[1]
+    try:
+        versions = 400
+        async with aiohttp.ClientSession(f"http://{HOST}:{port}") as session:
+            for version in range(1, versions + 1):
+                catalog = sandbox.state.catalog
+                _product(catalog, 1001)["one_time_charges"][0]["amount_net"] = version
+                async with session.post("/admin/refresh", headers=ADMIN) as response:
+                    assert response.status == 200
+                await eventually(functools.partial(_recorded, app, version))
+            # A reader that asks for every kept version (about 100 KB of events) and then
+            # reads nothing.
+            reader = socket.socket()
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+            try:
+                reader.connect((HOST, port))
+                reader.sendall(
+                    b"GET /api/v1/events HTTP/1.1\r\nHost: proxy\r\nLast-Event-ID: 1\r\n\r\n"
+                )
+                await eventually(lambda: _open_streams(app) == 1, within=5)
+                started = time.monotonic()
+                # Ended after two keep-alive intervals of a write that could go nowhere.
+                await eventually(lambda: _open_streams(app) == 0, within=10)
+                ended = time.monotonic() - started
+            finally:
+                reader.close()
+            async with session.get("/api/v1/catalog/versions") as response:
+                current = (await response.json())["current"]
+    finally:
+        await runner.cleanup()
+
+    assert ended < 5
+    # The replica goes on serving others.
+    assert current == versions
