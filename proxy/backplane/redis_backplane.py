@@ -153,9 +153,16 @@ class RedisBackplane:
         """Run a Lua script over ``keys`` and return its answer; None when Redis failed.
 
         The keys must share one slot (one deployment's hash tag) so a Cluster runs it too.
+        Scripts are background work (the change feed): a failure is counted but does not
+        open the breaker, so a slow answer while the event loop is busy with a burst of
+        callers cannot turn their fills into one fetch per replica.
         """
         return await self._call(
-            operation, "EVAL", lambda: self._client.eval(source, len(keys), *keys, *args), None
+            operation,
+            "EVAL",
+            lambda: self._client.eval(source, len(keys), *keys, *args),
+            None,
+            trips=False,
         )
 
     async def publish(self, topic: str) -> None:
@@ -200,17 +207,19 @@ class RedisBackplane:
         fallback: T,
         *,
         probe: bool = False,
+        trips: bool = True,
     ) -> T:
         """Run ``call`` within the timeout; on failure or while paused return ``fallback``.
 
         ``operation`` labels metrics and logs, ``command`` (the Redis command sent) the span.
+        A failure opens the breaker unless ``trips`` is false.
         """
         if not probe and self._breaker.delay() > 0:
             return fallback
         if self._tracing is None:
-            return await self._attempt(operation, call, fallback, None)
+            return await self._attempt(operation, call, fallback, None, trips=trips)
         with self._tracing.store_span(command, operation) as span:
-            return await self._attempt(operation, call, fallback, span)
+            return await self._attempt(operation, call, fallback, span, trips=trips)
 
     async def _attempt(
         self,
@@ -218,6 +227,8 @@ class RedisBackplane:
         call: Callable[[], Awaitable[T]],
         fallback: T,
         span: SpanHandle | None,
+        *,
+        trips: bool = True,
     ) -> T:
         try:
             async with asyncio.timeout(self._timeout):
@@ -227,7 +238,11 @@ class RedisBackplane:
         except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
             if span is not None:
                 span.failed(type(exc).__qualname__)
-            self._failed(operation, exc)
+            if trips:
+                self._failed(operation, exc)
+            else:
+                self._metrics.redis_error(operation)
+                logger.debug("redis_failed", operation=operation, error=type(exc).__name__)
             return fallback
         if self._breaker.failing:
             logger.info("redis_recovered", operation=operation)

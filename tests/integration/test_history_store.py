@@ -200,3 +200,34 @@ async def test_snapshots_round_trip_and_a_bomb_or_junk_is_refused() -> None:
     assert await decompress(packed, len(body) - 1) is None
     assert await decompress(b"not zlib", 1000) is None
     assert await decompress(zlib.compress(body)[:-5], len(body)) is None
+
+
+async def test_a_slow_history_call_is_counted_but_leaves_the_breaker_closed(
+    redis_server: RedisServer,
+) -> None:
+    client = Redis.from_url(redis_server.url, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+    metrics = Metrics()
+    plane = RedisBackplane(
+        client, channel="c", open_pubsub=client.pubsub, timeout=0.2, metrics=metrics
+    )
+    store = RedisVersions(plane, KEYS, max_versions=3, max_bytes=1000)
+    try:
+        assert await store.read(1) == EMPTY
+        redis_server.pause()
+        try:
+            # A busy event loop looks the same from here: the answer comes too late.
+            assert await store.read(1) is None
+            assert plane.state == "ok"
+            assert (
+                metrics.registry.get_sample_value(
+                    "product_proxy_redis_errors_total", {"operation": "history_read"}
+                )
+                == 1
+            )
+            # The calls callers wait on do open it.
+            assert await plane.get("k") is None
+            assert plane.state == "degraded"
+        finally:
+            redis_server.resume()
+    finally:
+        await plane.close()
