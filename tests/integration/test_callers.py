@@ -109,7 +109,7 @@ async def test_every_line_of_a_request_names_its_caller_and_trace(
     assert response.status == 200
     await response.read()
     assert sandbox.state.products_requests == 1
-    records = json_logs.records()
+    records = json_logs.serving()
     assert {record["event"] for record in records} >= {"token_refreshed", "request"}
     for record in records:
         assert record["caller"] == "billing", record

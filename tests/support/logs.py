@@ -13,6 +13,10 @@ import structlog
 
 from proxy.observability.logging import configure_logging
 
+# Written by the change feed's own task when a request's fetch stored a new catalog: never
+# part of that request, so they carry no request id, caller or trace.
+BACKGROUND_EVENTS = frozenset({"catalog_changed"})
+
 
 class Captured:
     """Log output written to a string, read as lines."""
@@ -38,6 +42,10 @@ class Captured:
             assert isinstance(record, dict), line
             records.append(record)
         return records
+
+    def serving(self) -> list[dict[str, Any]]:
+        """Every line but those background tasks write on their own (``BACKGROUND_EVENTS``)."""
+        return [record for record in self.records() if record["event"] not in BACKGROUND_EVENTS]
 
     def requests(self) -> list[dict[str, Any]]:
         """The access-log lines."""
