@@ -169,6 +169,24 @@ def _sort(values: list[str]) -> tuple[SortKey, bool]:
     return key, descending
 
 
+def refuse_unknown(params: MultiParams, allowed: Sequence[str]) -> None:
+    """Raise `QueryError` for the first parameter not in ``allowed``.
+
+    For the operations that take a few parameters, or none, rather than the product list's.
+    """
+    for name in params.keys():  # noqa: SIM118 - the MultiParams protocol has keys() only
+        if name not in allowed:
+            takes = ", ".join(allowed) or "none: this operation takes no query parameters"
+            raise QueryError(name, takes, problem=f"unknown parameter {name[:60]!r}")
+
+
+def parse_positive(raw: str, name: str, allowed: str) -> int:
+    """Return ``raw`` as an integer from 1 to 2**63 - 1 (ASCII digits only), else raise."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 0 < int(raw) <= _MAX_ID):
+        raise QueryError(name, allowed, raw)
+    return int(raw)
+
+
 def parse_query(params: MultiParams | Mapping[str, Sequence[str]]) -> ProductQuery:
     """Check the list query parameters and return them as a `ProductQuery`.
 

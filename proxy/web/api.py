@@ -12,12 +12,11 @@ from multidict import CIMultiDict
 
 from proxy.appkeys import CATALOG
 from proxy.cache.readthrough import Lookup, Outcome
-from proxy.catalog.query import QueryError
+from proxy.catalog.query import parse_positive, refuse_unknown
 from proxy.web.answers import ANSWERS, Answer
 from proxy.web.caching import cache_headers, derived_etag
 from proxy.web.errors import json_error
 
-MAX_PRODUCT_ID = 2**63 - 1
 _JSON = "application/json"
 
 
@@ -45,21 +44,19 @@ async def list_products(request: web.Request) -> web.Response:
 
 async def get_product(request: web.Request) -> web.Response:
     """Serve one simplified product, or a 404 naming the id."""
-    _no_query(request)
-    raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 0 < int(raw) <= MAX_PRODUCT_ID):
-        raise QueryError("id", "a positive integer below 2^63", raw)
+    refuse_unknown(request.query, ())
+    product_id = parse_positive(request.match_info["id"], "id", "a positive integer below 2^63")
     catalog = request.app[CATALOG]
     lookup = catalog.hit() or await catalog.lookup()
-    if int(raw) not in catalog.view_of(lookup).by_id:
-        return json_error(404, "not_found", f"no product with id {int(raw)}")
+    if product_id not in catalog.view_of(lookup).by_id:
+        return json_error(404, "not_found", f"no product with id {product_id}")
     key = (request.path, request.query_string)
     return request.app[ANSWERS].for_request(request, lookup, key, _product_answer)
 
 
 async def list_categories(request: web.Request) -> web.Response:
     """Serve every category with its product count (zero counts included)."""
-    _no_query(request)
+    refuse_unknown(request.query, ())
     catalog = request.app[CATALOG]
     lookup = catalog.hit() or await catalog.lookup()
     key = (request.path, request.query_string)
@@ -107,16 +104,6 @@ def _api_answer(request: web.Request, lookup: Lookup, members: Callable[[], byte
     headers["Content-Type"] = _JSON
     body = b'{%s,"catalog":%s}' % (built, answers.catalog_block(lookup))
     return Answer(body, headers, headers, etag)
-
-
-def _no_query(request: web.Request) -> None:
-    if request.query:
-        name = next(iter(request.query))
-        raise QueryError(
-            name,
-            "none: this operation takes no query parameters",
-            problem=f"unknown parameter {name[:60]!r}",
-        )
 
 
 def _dumps(value: object) -> bytes:

@@ -10,13 +10,12 @@ from typing import Any
 from aiohttp import web
 
 from proxy.appkeys import FEED
-from proxy.catalog.query import QueryError
+from proxy.catalog.query import QueryError, parse_positive, refuse_unknown
 from proxy.history.feed import HistoryUnavailableError, VersionGoneError
 from proxy.history.store import History
 from proxy.web.caching import etag_matches
 from proxy.web.errors import json_error
 
-MAX_VERSION = 2**63 - 1
 # Epoch ids are hex (proxy.history.store.new_epoch); anything else is no epoch of ours.
 _EPOCH = re.compile(r"^[0-9a-f]{1,32}$")
 RETRY_AFTER_UNAVAILABLE = "5"
@@ -24,7 +23,7 @@ RETRY_AFTER_UNAVAILABLE = "5"
 
 async def list_versions(request: web.Request) -> web.StreamResponse:
     """Serve the kept versions, newest first, with the epoch and the current number."""
-    _only(request, ())
+    _once_each(request, ())
     feed = request.app[FEED]
     feed.need()
     try:
@@ -43,7 +42,7 @@ async def list_versions(request: web.Request) -> web.StreamResponse:
 
 async def list_changes(request: web.Request) -> web.StreamResponse:
     """Serve what changed between version ``since`` and the current one."""
-    _only(request, ("since", "epoch"))
+    _once_each(request, ("since", "epoch"))
     since = parse_version(request.query.get("since"), "since")
     if since is None:
         raise QueryError("since", "a catalog version number", problem="'since' is required")
@@ -74,9 +73,7 @@ def parse_version(raw: str | None, parameter: str) -> int | None:
     """Read a version number (a positive decimal integer), or raise a 400 naming ``parameter``."""
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 0 < int(raw) <= MAX_VERSION):
-        raise QueryError(parameter, "a catalog version number (a positive integer)", raw)
-    return int(raw)
+    return parse_positive(raw, parameter, "a catalog version number (a positive integer)")
 
 
 def parse_epoch(raw: str | None) -> str | None:
@@ -103,11 +100,9 @@ def gone(message: str, history: History) -> web.Response:
     return web.json_response(body, status=410)
 
 
-def _only(request: web.Request, allowed: tuple[str, ...]) -> None:
+def _once_each(request: web.Request, allowed: tuple[str, ...]) -> None:
+    refuse_unknown(request.query, allowed)
     for name in request.query:
-        if name not in allowed:
-            takes = ", ".join(allowed) if allowed else "none"
-            raise QueryError(name, takes, problem=f"unknown parameter {name[:60]!r}")
         if len(request.query.getall(name)) > 1:
             raise QueryError(name, "one value", problem=f"{name!r} is repeated")
 

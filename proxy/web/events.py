@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from proxy.appkeys import FEED, SETTINGS
-from proxy.catalog.query import QueryError
+from proxy.catalog.query import refuse_unknown
 from proxy.history.feed import ChangeFeed
 from proxy.history.records import VersionEvent
 from proxy.history.store import History
@@ -41,9 +41,7 @@ async def catalog_events(request: web.Request) -> web.StreamResponse:
     First comes the current version (the baseline), or with ``Last-Event-ID`` every kept
     version after that one (or a ``resync`` event when they are not all kept).
     """
-    for name in request.query:
-        if name != "epoch":
-            raise QueryError(name, "epoch", problem=f"unknown parameter {name[:60]!r}")
+    refuse_unknown(request.query, ("epoch",))
     last_id = parse_version(request.headers.get("Last-Event-ID"), "Last-Event-ID")
     epoch = parse_epoch(request.query.get("epoch"))
     app = request.app
