@@ -222,7 +222,7 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
         await webhooks.start()
     feed = ChangeFeed(
         store=_version_store(backplane, keys, settings),
-        cache=app[CATALOG].cache,
+        catalog=app[CATALOG],
         backplane=backplane,
         keys=keys,
         metrics=app[METRICS],

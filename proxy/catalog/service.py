@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 
+from proxy.cache.entry import CatalogEntry
 from proxy.cache.readthrough import CatalogCache, Lookup
 from proxy.catalog.view import CatalogView
 from proxy.coordination.rate import RateGate
@@ -97,14 +98,18 @@ class CatalogService:
         return await self._cache.refresh()
 
     def view_of(self, lookup: Lookup) -> CatalogView:
-        """Return the simplified view of the catalog version ``lookup`` found.
+        """Return the simplified view of the catalog version ``lookup`` found."""
+        return self.view_of_entry(lookup.entry)
+
+    def view_of_entry(self, entry: CatalogEntry) -> CatalogView:
+        """Return the simplified view of ``entry``; `UpstreamBadResponse` if it does not parse.
 
         The client validates a body by parsing it and keeps its last answer with the products
         (``latest``), while the cache keeps the body. A version whose bytes are that answer's
         is viewed from the products already parsed; any other (another replica fetched it,
-        or a newer one replaced it) is parsed here, once per version.
+        or a newer one replaced it) is parsed here, once per version, for the handlers and
+        the change feed alike.
         """
-        entry = lookup.entry
         cached = self._view
         if cached is not None and cached[0] == entry.etag:
             return cached[1]

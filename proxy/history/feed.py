@@ -14,14 +14,15 @@ import structlog
 from proxy.backplane.interface import Backplane
 from proxy.backplane.keys import KeySpace
 from proxy.cache.entry import CatalogEntry
-from proxy.cache.readthrough import CatalogCache
 from proxy.cancellation import stop_if_cancelled
 from proxy.catalog.diff import CatalogDiff, diff_views
+from proxy.catalog.service import CatalogService
 from proxy.catalog.view import CatalogView
 from proxy.history.records import VersionEvent, VersionRecord
 from proxy.history.store import Appended, History, VersionStore, compress, decompress
 from proxy.history.webhooks import Webhooks
 from proxy.observability.metrics import Metrics
+from proxy.upstream.errors import UpstreamBadResponse
 from proxy.upstream.models import InvalidCatalogError, parse_catalog
 
 logger = structlog.get_logger(__name__)
@@ -67,7 +68,7 @@ class ChangeFeed:
         self,
         *,
         store: VersionStore,
-        cache: CatalogCache,
+        catalog: CatalogService,
         backplane: Backplane,
         keys: KeySpace,
         metrics: Metrics,
@@ -79,9 +80,10 @@ class ChangeFeed:
         owner: str = "",
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Record into ``store`` what ``cache`` holds; tell ``webhooks`` of new versions."""
+        """Record into ``store`` what ``catalog`` holds; tell ``webhooks`` of new versions."""
         self._store = store
-        self._cache = cache
+        self._catalog = catalog
+        self._cache = catalog.cache
         self._backplane = backplane
         self._keys = keys
         self._metrics = metrics
@@ -259,7 +261,7 @@ class ChangeFeed:
 
     async def _record(self, entry: CatalogEntry, history: History) -> bool:
         """Append ``entry`` as the next version; True if it should be tried again (a race)."""
-        after = self._view_of_body(entry.etag, entry.body)
+        after = self._view_of_entry(entry)
         if after is None:
             return False
         previous = history.current
@@ -305,23 +307,39 @@ class ChangeFeed:
             return view
         local = self._cache.local
         if local is not None and local.etag == record.etag:
-            return self._view_of_body(local.etag, local.body)
+            return self._view_of_entry(local)
         snapshot = await self._store.snapshot(record.version)
         body = None if snapshot is None else await decompress(snapshot, self._max_body)
         return None if body is None else self._view_of_body(record.etag, body)
 
-    def _view_of_body(self, etag: str, body: bytes) -> CatalogView | None:
-        view = self._views.get(etag)
-        if view is None:
-            try:
-                view = CatalogView.build(parse_catalog(body))
-            except InvalidCatalogError:
-                logger.warning("history_catalog_unreadable", etag=etag)
-                return None
-            self._views[etag] = view
-            while len(self._views) > VIEWS_KEPT:
-                self._views.popitem(last=False)
+    def _view_of_entry(self, entry: CatalogEntry) -> CatalogView | None:
+        """Return the view of the catalog held here: the handlers' own, built once.
+
+        Kept here too, so that once a newer catalog comes it is still at hand to diff against.
+        """
+        try:
+            view = self._catalog.view_of_entry(entry)
+        except UpstreamBadResponse:
+            logger.warning("history_catalog_unreadable", etag=entry.etag)
+            return None
+        self._keep_view(entry.etag, view)
         return view
+
+    def _view_of_body(self, etag: str, body: bytes) -> CatalogView | None:
+        """Return the view of a kept catalog, from its snapshot's bytes."""
+        try:
+            view = CatalogView.build(parse_catalog(body))
+        except InvalidCatalogError:
+            logger.warning("history_catalog_unreadable", etag=etag)
+            return None
+        self._keep_view(etag, view)
+        return view
+
+    def _keep_view(self, etag: str, view: CatalogView) -> None:
+        self._views[etag] = view
+        self._views.move_to_end(etag)
+        while len(self._views) > VIEWS_KEPT:
+            self._views.popitem(last=False)
 
 
 def _head_of(history: History) -> tuple[str | None, int, int | None]:
