@@ -101,6 +101,7 @@ class ChangeFeed:
         self._wake = asyncio.Event()
         self._views: OrderedDict[str, CatalogView] = OrderedDict()
         self._streams = 0
+        metrics.watch_streams(lambda: self._streams)
         self._task: asyncio.Task[None] | None = None
         self._reading: asyncio.Task[History | None] | None = None
 
@@ -131,13 +132,11 @@ class ChangeFeed:
         if self._streams >= self._max_streams:
             return False
         self._streams += 1
-        self._metrics.stream_opened()
         return True
 
     def close_stream(self) -> None:
         """Count a stream out."""
         self._streams -= 1
-        self._metrics.stream_closed()
 
     def start(self) -> None:
         """Start following the history."""

@@ -57,6 +57,7 @@ class _StateCollector:
     def __init__(self) -> None:
         self.catalog: Callable[[], CatalogGauges | None] = lambda: None
         self.redis_up: Callable[[], bool | None] = lambda: None
+        self.streams: Callable[[], int | None] = lambda: None
 
     def collect(self) -> Iterable[Metric]:
         catalog = self.catalog()
@@ -75,6 +76,13 @@ class _StateCollector:
             fresh.add_metric([], 1.0 if catalog.fresh else 0.0)
             size.add_metric([], float(catalog.size_bytes))
         yield from (age, fresh, size)
+        streams = self.streams()
+        if streams is not None:
+            yield GaugeMetricFamily(
+                f"{NAMESPACE}_event_streams",
+                "Event streams (GET /api/v1/events) open on this replica.",
+                value=float(streams),
+            )
         redis_up = self.redis_up()
         if redis_up is not None:
             yield GaugeMetricFamily(
@@ -248,12 +256,6 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
-        self._streams = Gauge(
-            "event_streams",
-            "Event streams (GET /api/v1/events) open on this replica.",
-            namespace=NAMESPACE,
-            registry=registry,
-        )
         self._webhooks = Counter(
             "webhook_deliveries",
             "Webhook delivery attempts by target (scheme, host and port) and outcome.",
@@ -279,6 +281,10 @@ class Metrics:
     def watch_catalog(self, source: Callable[[], CatalogGauges | None]) -> None:
         """Read catalog gauges from ``source`` at every scrape."""
         self._state.catalog = source
+
+    def watch_streams(self, source: Callable[[], int]) -> None:
+        """Read how many event streams are open from ``source`` at every scrape."""
+        self._state.streams = source
 
     def watch_redis(self, source: Callable[[], bool]) -> None:
         """Read whether Redis is up from ``source`` at every scrape."""
@@ -342,14 +348,6 @@ class Metrics:
         """Count the products a new catalog version added, removed and changed."""
         for kind, count in (("added", added), ("removed", removed), ("changed", changed)):
             self._catalog_changes.labels(kind).inc(count)
-
-    def stream_opened(self) -> None:
-        """Count an event stream opened."""
-        self._streams.inc()
-
-    def stream_closed(self) -> None:
-        """Count an event stream closed."""
-        self._streams.dec()
 
     def webhook_delivery(self, target: str, outcome: str) -> None:
         """Count a webhook attempt: ``delivered``, ``retried``, ``failed`` or ``dropped``.
