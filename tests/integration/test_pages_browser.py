@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from proxy.app import create_app
 from proxy.sandbox.catalog import default_catalog
-from tests.support.net import HOST, free_port
+from tests.support.net import HOST, serve
 from tests.support.sandbox import Sandbox
 from tests.support.settings import REPO_ROOT, make_settings
 
@@ -83,14 +83,13 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @contextlib.asynccontextmanager
-async def _served(sandbox: Sandbox, port: int, **overrides: Any) -> AsyncIterator[str]:
-    """A proxy in front of ``sandbox`` on ``port``, as the service runs it (AppRunner, TCPSite)."""
+async def _served(sandbox: Sandbox, port: int = 0, **overrides: Any) -> AsyncIterator[str]:
+    """A proxy in front of ``sandbox`` on ``port`` (0: a free one), as the service runs it."""
     app = create_app(make_settings(sandbox.url, **overrides))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     try:
-        await web.TCPSite(runner, HOST, port).start()
-        yield f"http://{HOST}:{port}"
+        yield f"http://{HOST}:{await serve(runner, port)}"
     finally:
         await runner.cleanup()
 
@@ -183,7 +182,7 @@ async def _wait_one_time_price(page: Page, product_id: int, text: str) -> None:
 async def test_docs_page_renders_every_operation_and_runs_one(
     browser: Browser, sandbox: Sandbox
 ) -> None:
-    async with _served(sandbox, free_port()) as url:
+    async with _served(sandbox) as url:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
             session.get(f"{url}/openapi.json") as response,
@@ -223,7 +222,7 @@ async def test_docs_page_renders_every_operation_and_runs_one(
 async def test_catalog_page_lists_the_products_and_filters_them(
     browser: Browser, sandbox: Sandbox
 ) -> None:
-    async with _served(sandbox, free_port()) as url:
+    async with _served(sandbox) as url:
         products = await _products(url)
         watched = await _open(browser, f"{url}/catalog")
         page = watched.page
@@ -270,7 +269,7 @@ async def test_catalog_page_lists_the_products_and_filters_them(
 async def test_catalog_page_says_when_the_catalog_is_stale(
     browser: Browser, sandbox: Sandbox
 ) -> None:
-    async with _served(sandbox, free_port(), cache_ttl=1) as url:
+    async with _served(sandbox, cache_ttl=1) as url:
         assert len(await _products(url)) == 30
         sandbox.state.faults.products_status = 500
         await asyncio.sleep(1.5)
@@ -288,7 +287,7 @@ async def test_catalog_page_says_when_the_catalog_is_stale(
 async def test_catalog_page_asks_for_a_key_and_keeps_it_in_memory(
     browser: Browser, sandbox: Sandbox
 ) -> None:
-    async with _served(sandbox, free_port(), api_keys=(SecretStr(KEY),)) as url:
+    async with _served(sandbox, api_keys=(SecretStr(KEY),)) as url:
         watched = await _open(browser, f"{url}/catalog")
         page = watched.page
         await page.wait_for_selector("#key-form:not([hidden])", timeout=WAIT_MS)
@@ -319,13 +318,12 @@ async def test_catalog_page_asks_for_a_key_and_keeps_it_in_memory(
 async def test_catalog_page_shows_a_new_price_without_a_reload(
     browser: Browser, sandbox: Sandbox
 ) -> None:
-    port = free_port()
     settings: dict[str, Any] = {
         "api_keys": (SecretStr(KEY),),
         "admin_token": SecretStr(ADMIN),
         "admin_refresh_interval": 0,
     }
-    async with _served(sandbox, port, **settings) as url:
+    async with _served(sandbox, **settings) as url:
         watched = await _open(browser, f"{url}/catalog")
         page = watched.page
         await page.wait_for_selector("#key-form:not([hidden])", timeout=WAIT_MS)
@@ -356,7 +354,7 @@ async def test_catalog_page_shows_a_new_price_without_a_reload(
     catalog = default_catalog()
     catalog[0]["one_time_charges"][0]["amount_net"] = 15
     sandbox.state.catalog = catalog
-    async with _served(sandbox, port, **settings):
+    async with _served(sandbox, int(url.rsplit(":", 1)[1]), **settings):
         await _wait_one_time_price(page, 1001, "15.00 EUR")
         assert await page.evaluate("window.__sameDocument") is True
         resumed = [request for request in watched.event_requests if "last-event-id" in request]

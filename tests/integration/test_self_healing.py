@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 
 from proxy.appkeys import CATALOG
 from proxy.sandbox.faults import Faults
-from tests.support.net import free_port
+from tests.support.net import serve
 from tests.support.sandbox import MakeProxy, Sandbox
 from tests.support.waiting import eventually
 
@@ -76,7 +76,7 @@ class Target:
     """A second server a redirect points at: counts what reaches it and what it was sent."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = 0
         self.requests = 0
         self.authorizations: list[str | None] = []
         self._runner: web.AppRunner | None = None
@@ -97,7 +97,7 @@ class Target:
         app.router.add_route("*", "/{tail:.*}", self._answer)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self.port = await serve(runner)
         self._runner = runner
 
     async def stop(self) -> None:

@@ -41,7 +41,7 @@ from proxy.observability.tracing import start_tracing
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from proxy.upstream.errors import UpstreamError
 from proxy.upstream.models import PRODUCTS
-from tests.support.net import HOST, free_port
+from tests.support.net import HOST, serve
 from tests.support.redis import RedisServer
 from tests.support.sandbox import Sandbox
 from tests.support.settings import REPO_ROOT, clean_env, make_settings
@@ -220,8 +220,7 @@ async def test_otlp_exporter_sends_the_spans_to_the_endpoint(
     collector.router.add_post("/v1/traces", collect)
     runner = web.AppRunner(collector, access_log=None)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, HOST, port).start()
+    port = await serve(runner)
     try:
         monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{HOST}:{port}")
@@ -763,8 +762,7 @@ async def test_the_server_span_names_the_request_context(traced: Traced) -> None
     app.router.add_get("/thing", with_context)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, HOST, port).start()
+    port = await serve(runner)
     try:
         async with (
             aiohttp.ClientSession() as session,

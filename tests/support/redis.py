@@ -8,6 +8,8 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ from tests.support.settings import REPO_ROOT
 _START_SECONDS = 10.0
 _POLL_SECONDS = 0.02
 _COMMAND_TIMEOUT = 2.0
+# A server whose port was taken between choosing it and binding it starts again on another one.
+_BIND_ATTEMPTS = 3
+_ADDRESS_IN_USE = "Address already in use"
 
 
 def redis_server_binary() -> str:
@@ -79,16 +84,34 @@ def node_command(port: int, *args: Any, password: str | None = None) -> Any:
         return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
-class RedisNode:
-    """One ``redis-server`` process of a Cluster or Sentinel set-up, in a directory of its own.
+class RedisStartError(RuntimeError):
+    """A test ``redis-server`` exited or did not answer in time; the message carries its log."""
 
-    ``name`` says what it is in failure messages (``master``, ``sentinel``, ``node``).
+
+class RedisNode:
+    """One private ``redis-server`` process (a plain server, a Cluster node or a sentinel).
+
+    It runs in a directory of its own and logs to :attr:`log` (:meth:`launch` adds the
+    ``--logfile`` argument). ``name`` says what it is in failure messages (``master``,
+    ``sentinel``, ``node``); ``password`` is what its clients authenticate with, if any;
+    ``connect`` makes a client of the node on a port (default :func:`node_client`; a TLS
+    server needs its own).
     """
 
-    def __init__(self, port: int, directory: Path, *, name: str = "node") -> None:
-        """Prepare the node (its directory is made now; nothing runs until :meth:`spawn`)."""
+    def __init__(
+        self,
+        port: int,
+        directory: Path,
+        *,
+        name: str = "node",
+        password: str | None = None,
+        connect: Callable[[int], redis.Redis] | None = None,
+    ) -> None:
+        """Prepare the node (its directory is made now; nothing runs until :meth:`launch`)."""
         self.port = port
         self.name = name
+        self.password = password
+        self._connect = connect or partial(node_client, password=password)
         self.dir = directory
         self.dir.mkdir()
         self.process: subprocess.Popen[bytes] | None = None
@@ -100,7 +123,7 @@ class RedisNode:
 
     @property
     def log(self) -> Path:
-        """The node's log file (its argv or config must name it)."""
+        """The node's log file."""
         return self.dir / "redis.log"
 
     @property
@@ -108,15 +131,77 @@ class RedisNode:
         """Whether the process runs."""
         return self.process is not None and self.process.poll() is None
 
-    def spawn(self, argv: list[str]) -> None:
-        """Start ``argv`` in the node's directory, output to its log file only."""
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, the tests' redis-server
-            argv,
-            cwd=self.dir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    def launch(
+        self,
+        argv: Callable[[int], list[str]],
+        *,
+        timeout: float = _START_SECONDS,
+        new_port: Callable[[], int] = free_port,
+    ) -> None:
+        """Start ``argv(port)`` and return once the server on the port is this very process.
+
+        A port that another process took in the meantime makes the server exit; it is started
+        again on ``new_port()`` (up to :data:`_BIND_ATTEMPTS` times). Whatever answers on the
+        port must report this process's pid in ``INFO server``: a server left by another test
+        or another program never passes for this one.
+        """
+        deadline = time.monotonic() + timeout
+        for attempt in range(1, _BIND_ATTEMPTS + 1):
+            self._spawn([*argv(self.port), "--logfile", str(self.log)])
+            while not self._is_mine():
+                if not self.alive:
+                    break
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise RedisStartError(
+                        f"redis {self.name} on port {self.port} did not answer within {timeout} s;"
+                        f" log:\n{self.log_tail()}"
+                    )
+                time.sleep(_POLL_SECONDS)
+            else:
+                return
+            self.kill()
+            if attempt == _BIND_ATTEMPTS or _ADDRESS_IN_USE not in self.log_tail():
+                raise RedisStartError(
+                    f"redis {self.name} on port {self.port} exited; log:\n{self.log_tail()}"
+                )
+            self.port = new_port()
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def relaunch(
+        self, argv: Callable[[int], list[str]], *, timeout: float = _START_SECONDS
+    ) -> None:
+        """Start the node again on the port it had (its clients know it); fail if it is taken."""
+        self.launch(argv, timeout=timeout, new_port=self._port_taken)
+
+    def _port_taken(self) -> int:
+        raise RedisStartError(
+            f"redis {self.name} cannot start again: port {self.port} was taken meanwhile;"
+            f" log:\n{self.log_tail()}"
         )
+
+    def _spawn(self, argv: list[str]) -> None:
+        # Appended to, like --logfile: what a server says before it opens its log (a fatal
+        # configuration error) lands there too.
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - fixed argv, the tests' redis-server
+                argv,
+                cwd=self.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def _is_mine(self) -> bool:
+        """Whether the server answering on the port is this node's process."""
+        if self.process is None:
+            return False
+        try:
+            with contextlib.closing(self._connect(self.port)) as client:
+                info = client.info("server")
+        except redis.RedisError:
+            return False
+        return isinstance(info, dict) and info.get("process_id") == self.process.pid
 
     def kill(self) -> None:
         """SIGKILL the process (if it runs) and reap it."""
@@ -124,6 +209,16 @@ class RedisNode:
             if self.process.poll() is None:
                 self.process.kill()
             self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): connections stay open but nothing answers."""
+        if self.alive and self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a paused process."""
+        if self.alive and self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the log."""
@@ -135,65 +230,69 @@ class RedisNode:
 
 
 class RedisServer:
-    """A private ``redis-server`` process that tests can stop, kill and restart on its port."""
+    """A private ``redis-server`` process that tests can stop, kill and restart on its port.
+
+    ``extra_args`` are added to its command line; a ``--requirepass`` among them is also what
+    the start-up check authenticates with.
+    """
 
     def __init__(self, *extra_args: str) -> None:
-        self.port = free_port()
-        self._dir = tempfile.mkdtemp(prefix="proxy-test-redis-")
         self._extra = list(extra_args)
-        self._process: subprocess.Popen[bytes] | None = None
+        password = None
+        if "--requirepass" in self._extra:
+            password = self._extra[self._extra.index("--requirepass") + 1]
+        directory = Path(tempfile.mkdtemp(prefix="proxy-test-redis-"))
+        self._node = RedisNode(free_port(), directory / "server", name="server", password=password)
+        self._started = False
+
+    @property
+    def port(self) -> int:
+        return self._node.port
+
+    @property
+    def pid(self) -> int:
+        """The pid of the running server."""
+        if self._node.process is None:
+            raise RuntimeError("the redis server was never started")
+        return self._node.process.pid
 
     @property
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
 
-    def start(self) -> None:
-        """Spawn the server and return once it answers (a NOAUTH answer counts as up)."""
-        self._process = subprocess.Popen(  # noqa: S603 - fixed argv, binary found on PATH
-            server_argv(
-                self._dir,
-                *("--port", str(self.port), "--notify-keyspace-events", ""),
-                *self._extra,
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    def _argv(self, port: int) -> list[str]:
+        return server_argv(
+            self._node.dir,
+            *("--port", str(port), "--notify-keyspace-events", ""),
+            *self._extra,
         )
-        deadline = time.monotonic() + _START_SECONDS
-        while time.monotonic() < deadline:
-            if self._answers():
-                return
-            time.sleep(_POLL_SECONDS)
-        self.stop()
-        raise RuntimeError(f"redis-server did not come up on port {self.port}")
 
-    def _answers(self) -> bool:
-        try:
-            return node_command(self.port, "PING") is True
-        except redis.AuthenticationError:
-            # A password-protected server refuses PING before AUTH: it is up all the same.
-            return True
-        except redis.RedisError:
-            return False
+    def start(self) -> None:
+        """Spawn the server and return once it answers as itself (its pid in ``INFO server``).
+
+        The first start may move to another port if the one chosen was taken; a restart keeps
+        the port its clients know.
+        """
+        if self._started:
+            self._node.relaunch(self._argv)
+        else:
+            self._node.launch(self._argv)
+            self._started = True
 
     def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        self._node.kill()
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): connections stay open but nothing answers."""
-        if self._process is not None:
-            self._process.send_signal(signal.SIGSTOP)
+        self._node.pause()
 
     def resume(self) -> None:
         """Thaw a paused server."""
-        if self._process is not None:
-            self._process.send_signal(signal.SIGCONT)
+        self._node.resume()
 
     def command(self, *args: Any) -> Any:
         """Run one command and return redis-py's reply (strings as bytes, ``OK`` as True)."""
-        return node_command(self.port, *args)
+        return node_command(self.port, *args, password=self._node.password)
 
     def key_names(self, pattern: str = "*") -> list[str]:
         """The names of the keys that match ``pattern``, as text."""
@@ -202,4 +301,4 @@ class RedisServer:
 
     def cleanup(self) -> None:
         self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        shutil.rmtree(self._node.dir.parent, ignore_errors=True)

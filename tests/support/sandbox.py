@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from proxy.sandbox import SandboxState, create_sandbox_app
-from tests.support.net import HOST, free_port
+from tests.support.net import HOST, serve
 
 MakeProxy = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 """``make_proxy(**overrides)``: a test client of a new proxy in front of the sandbox."""
@@ -23,13 +23,14 @@ def basic_auth(user: str, password: str) -> str:
 class Sandbox:
     """The 1NCE emulator on a real loopback port, with its state for faults and counts.
 
-    ``stop()`` closes the listener and every connection (callers then see "refused");
-    ``start()`` serves again on the same port with the same state.
+    The first ``start()`` takes a port the kernel picks; ``stop()`` closes the listener and every
+    connection (callers then see "refused"); ``start()`` serves again on the same port with the
+    same state.
     """
 
     def __init__(self) -> None:
         self.state = SandboxState()
-        self.port = free_port()
+        self.port = 0
         self._runner: web.AppRunner | None = None
 
     @property
@@ -39,7 +40,11 @@ class Sandbox:
     async def start(self) -> None:
         runner = web.AppRunner(create_sandbox_app(state=self.state), access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, HOST, self.port).start()
+        try:
+            self.port = await serve(runner, self.port)
+        except BaseException:
+            await runner.cleanup()
+            raise
         self._runner = runner
 
     async def stop(self) -> None:

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -37,22 +38,26 @@ class SentinelCluster:
         self.master_name = master_name
         self._root = Path(tempfile.mkdtemp(prefix="proxy-test-sentinel-"))
         master_port, replica_port, *sentinel_ports = free_ports(2 + _SENTINELS)
-        self.master_port = master_port
-        """The port of the node that starts as master (it may not be master any more)."""
-        self.replica_port = replica_port
-        """The port of the node that starts as replica."""
-        self._data = {
-            master_port: RedisNode(
-                master_port, self._root / f"master-{master_port}", name="master"
-            ),
-            replica_port: RedisNode(
-                replica_port, self._root / f"replica-{replica_port}", name="replica"
-            ),
-        }
+        self._master = RedisNode(master_port, self._root / "master", name="master")
+        self._replica = RedisNode(replica_port, self._root / "replica", name="replica")
         self._sentinels = [
-            RedisNode(port, self._root / f"sentinel-{port}", name="sentinel")
-            for port in sentinel_ports
+            RedisNode(port, self._root / f"sentinel-{index}", name="sentinel")
+            for index, port in enumerate(sentinel_ports)
         ]
+
+    @property
+    def master_port(self) -> int:
+        """The port of the node that starts as master (it may not be master any more)."""
+        return self._master.port
+
+    @property
+    def replica_port(self) -> int:
+        """The port of the node that starts as replica."""
+        return self._replica.port
+
+    @property
+    def _data(self) -> dict[int, RedisNode]:
+        return {node.port: node for node in (self._master, self._replica)}
 
     # -- addresses ------------------------------------------------------------------------------
 
@@ -76,29 +81,40 @@ class SentinelCluster:
             raise
 
     def _start(self, deadline: float) -> None:
-        master = self._data[self.master_port]
-        master.spawn(self._data_argv(master))
-        self._wait(deadline, "the master answers PING", lambda: self._pings(self.master_port))
-        replica = self._data[self.replica_port]
-        replica.spawn([*self._data_argv(replica), "--replicaof", HOST, str(self.master_port)])
+        # One at a time: each node's argv names the master's port, final once it has started.
+        def left() -> float:
+            return max(deadline - time.monotonic(), 1.0)
+
+        self._master.launch(partial(self._data_argv, self._master), timeout=left())
+        self._replica.launch(
+            lambda port: [
+                *self._data_argv(self._replica, port),
+                *("--replicaof", HOST, str(self.master_port)),
+            ],
+            timeout=left(),
+        )
         for sentinel in self._sentinels:
-            config = sentinel.dir / "sentinel.conf"
-            config.write_text(self._sentinel_config(sentinel))
-            sentinel.spawn([redis_server_binary(), str(config), "--sentinel"])
+            sentinel.launch(partial(self._sentinel_argv, sentinel), timeout=left())
         self._wait(deadline, "the replica's link to the master is up", self._replica_linked)
         self._wait(deadline, "every sentinel sees the whole cluster", self._sentinels_settled)
 
-    def _data_argv(self, node: RedisNode) -> list[str]:
-        return server_argv(node.dir, "--port", str(node.port), "--logfile", str(node.log))
+    @staticmethod
+    def _data_argv(node: RedisNode, port: int) -> list[str]:
+        return server_argv(node.dir, "--port", str(port))
 
-    def _sentinel_config(self, node: RedisNode) -> str:
+    def _sentinel_argv(self, node: RedisNode, port: int) -> list[str]:
+        # A sentinel rewrites its config file: a new one for every start.
+        config = node.dir / "sentinel.conf"
+        config.write_text(self._sentinel_config(node, port))
+        return [redis_server_binary(), str(config), "--sentinel"]
+
+    def _sentinel_config(self, node: RedisNode, port: int) -> str:
         name = self.master_name
         return "\n".join(
             [
-                f"port {node.port}",
+                f"port {port}",
                 f"bind {HOST}",
                 f"dir {node.dir}",
-                f"logfile {node.log}",
                 "sentinel resolve-hostnames no",
                 f"sentinel monitor {name} {HOST} {self.master_port} 2",
                 f"sentinel down-after-milliseconds {name} 1000",
@@ -110,7 +126,7 @@ class SentinelCluster:
 
     def stop(self) -> None:
         """SIGKILL and reap every node, then remove the temporary directories."""
-        for node in [*self._sentinels, *self._data.values()]:
+        for node in [*self._sentinels, self._master, self._replica]:
             node.kill()
         shutil.rmtree(self._root, ignore_errors=True)
 
@@ -138,9 +154,6 @@ class SentinelCluster:
             return self.command(port, *args)
         except redis.RedisError:
             return None
-
-    def _pings(self, port: int) -> bool:
-        return self._answer(port, "PING") is True
 
     def _replica_linked(self) -> bool:
         try:

@@ -11,9 +11,7 @@ import contextlib
 import functools
 import os
 import shutil
-import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +23,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.support.net import HOST, free_port
-from tests.support.redis import redis_server_binary, server_argv
+from tests.support.redis import RedisNode, RedisStartError, redis_server_binary, server_argv
 from tests.support.settings import REPO_ROOT
 
 TOOLS_REDIS_SERVER = REPO_ROOT / ".tools" / "bin" / "redis-server"
 
-_START_SECONDS = 10.0
-_POLL_SECONDS = 0.02
 _COMMAND_TIMEOUT = 2.0
 
 
@@ -63,10 +59,6 @@ def make_certificates(directory: Path) -> Certificates:
     return certificates
 
 
-class RedisStartError(RuntimeError):
-    """``redis-server`` exited or did not answer in time; the message carries its last words."""
-
-
 class TlsRedisServer:
     """A private ``redis-server`` that listens for TLS only, on a free loopback port.
 
@@ -77,59 +69,51 @@ class TlsRedisServer:
     def __init__(self, certificates: Certificates, binary: str) -> None:
         self.certificates = certificates
         self.binary = binary
-        self.port = free_port()
         self._dir = tempfile.mkdtemp(prefix="proxy-test-redis-tls-")
-        self._log = Path(self._dir) / "redis.log"
-        self._process: subprocess.Popen[bytes] | None = None
+        self._node = RedisNode(
+            free_port(),
+            Path(self._dir) / "server",
+            name="TLS server",
+            connect=lambda port: self._client(port, self.certificates.ca_file),
+        )
+
+    @property
+    def port(self) -> int:
+        return self._node.port
 
     @property
     def url(self) -> str:
         return f"rediss://{HOST}:{self.port}/0"
 
     def start(self) -> None:
-        """Spawn the server and return once it answers PING over TLS; raise if it cannot."""
-        with self._log.open("ab") as log:
-            self._process = subprocess.Popen(  # noqa: S603 - fixed argv, a found redis-server
-                server_argv(
-                    self._dir,
-                    *("--port", "0", "--tls-port", str(self.port)),
-                    *("--tls-cert-file", str(self.certificates.cert_file)),
-                    *("--tls-key-file", str(self.certificates.key_file)),
-                    *("--tls-ca-cert-file", str(self.certificates.ca_file)),
-                    *("--tls-auth-clients", "no"),
-                    binary=self.binary,
-                ),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + _START_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self._reap()
-                raise RedisStartError(f"{self.binary} exited: {self.last_words()}")
-            if self._answers():
-                return
-            time.sleep(_POLL_SECONDS)
-        self.stop()
-        raise RedisStartError(f"{self.binary} did not answer on TLS port {self.port}")
+        """Spawn the server; return once it answers over TLS as itself; raise if it cannot."""
+        self._node.launch(self._argv)
 
-    def _answers(self) -> bool:
-        try:
-            return self.command("PING") is True
-        except redis.RedisError:
-            return False
+    def _argv(self, port: int) -> list[str]:
+        return server_argv(
+            self._node.dir,
+            *("--port", "0", "--tls-port", str(port)),
+            *("--tls-cert-file", str(self.certificates.cert_file)),
+            *("--tls-key-file", str(self.certificates.key_file)),
+            *("--tls-ca-cert-file", str(self.certificates.ca_file)),
+            *("--tls-auth-clients", "no"),
+            binary=self.binary,
+        )
 
     def client(self, ca_file: Path | None = None) -> redis.Redis:
         """A redis-py client that verifies the server against ``ca_file`` (default: the right CA).
 
         One try per command, replies as bytes; the caller closes it.
         """
+        return self._client(self.port, ca_file or self.certificates.ca_file)
+
+    @staticmethod
+    def _client(port: int, ca_file: Path) -> redis.Redis:
         return redis.Redis(
             host=HOST,
-            port=self.port,
+            port=port,
             ssl=True,
-            ssl_ca_certs=str(ca_file or self.certificates.ca_file),
+            ssl_ca_certs=str(ca_file),
             ssl_cert_reqs="required",
             socket_timeout=_COMMAND_TIMEOUT,
             socket_connect_timeout=_COMMAND_TIMEOUT,
@@ -146,24 +130,9 @@ class TlsRedisServer:
         names: list[bytes] = self.command("KEYS", pattern)
         return [name.decode() for name in names]
 
-    def last_words(self) -> str:
-        """The last line the server wrote (why it refused to start, usually)."""
-        try:
-            lines = self._log.read_text(errors="replace").strip().splitlines()
-        except FileNotFoundError:
-            return "(no output)"
-        return lines[-1].strip() if lines else "(no output)"
-
     def stop(self) -> None:
         """Kill the server (if it runs) and reap it. Safe to call twice."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-        self._reap()
-
-    def _reap(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            process.wait(timeout=10)
+        self._node.kill()
 
     def cleanup(self) -> None:
         """Stop the server and remove its directory."""
