@@ -90,7 +90,7 @@ def _sentinel(
     settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing | None
 ) -> RedisBackplane:
     sentinel_password = settings.redis_sentinel_password
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         [_host_port(address) for address in settings.redis_sentinels],
         sentinel_kwargs={
             **_common(settings),

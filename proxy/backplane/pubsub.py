@@ -175,6 +175,6 @@ class Subscriber:
         """Drop the subscription's connection, giving up on it after the call timeout."""
         try:
             async with asyncio.timeout(self._timeout):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         except Exception as exc:  # noqa: BLE001 - the connection is being discarded anyway
             logger.debug("redis_pubsub_close_failed", error=type(exc).__name__)
