@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
@@ -363,10 +364,10 @@ class Settings(BaseSettings):
     def _check_webhook_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         _refuse_blank_entry([url.strip() for url in value])
         for url in value:
-            parts = urlsplit(url.strip())
-            if parts.scheme not in {"http", "https"} or not parts.hostname or parts.fragment:
+            problem = _webhook_url_problem(url.strip())
+            if problem is not None:
                 # The URL itself is not echoed: its path or query may hold a secret.
-                raise ValueError("each entry must be an http:// or https:// URL with a host")
+                raise ValueError(f"entry {value.index(url) + 1}: {problem}")
         return tuple(url.strip() for url in value)
 
     @field_validator("api_keys")
@@ -469,6 +470,29 @@ def _entries(value: str) -> tuple[str, ...]:
     if not value:
         return ()
     return tuple(part.strip() for part in value.split(","))
+
+
+# A host name's characters, or an IP address's (IPv6 inside brackets, which urlsplit removes).
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")
+
+
+def _webhook_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot receive webhooks (never quoting it), or None when it can."""
+    # urlsplit drops tabs and newlines silently; an entry holding one was not meant as written.
+    if any(character.isspace() or not character.isprintable() for character in url):
+        return "must not contain spaces or control characters"
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    if parts.fragment:
+        return "must not have a #fragment"
+    if not _HOST.fullmatch(parts.hostname):
+        return "its host must be a host name or an IP address"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    return "its port must be a number from 1 to 65535" if port == 0 else None
 
 
 def _refuse_blank_entry(entries: list[str]) -> None:

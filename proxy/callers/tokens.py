@@ -31,7 +31,15 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Decode what :func:`_b64` wrote, and only that: one token has one spelling.
+
+    The standard decoder skips characters outside the alphabet, accepts padding and ignores
+    the unused low bits of the last character, so many strings would decode to one token.
+    """
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical encoding")
+    return data
 
 
 def _signing_key(secret: str) -> bytes:

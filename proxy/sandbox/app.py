@@ -359,7 +359,7 @@ async def _token_failure(request: web.Request, faults: Faults) -> web.Response |
         return _redirect(faults.token_redirect_to)
     status = faults.token_status
     if status == HTTPStatus.BAD_REQUEST:
-        return _upstream_error(status, "BadCredentials", "User does not exist.")
+        return _upstream_error(status, "CognitoAuthenticationError", "User does not exist.")
     if status is not None:
         return _failure(status, faults)
     return None
@@ -373,7 +373,8 @@ async def _token_request_problem(
         return "UnsupportedContentTypeError", "Content-Type must be application/json."
     try:
         body = json.loads(await request.read())
-    except ValueError:  # also covers bodies that are not UTF-8
+    # ValueError also covers bodies that are not UTF-8; RecursionError, nesting too deep to parse.
+    except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict) or body.get("grant_type") != "client_credentials":
         return "BodyValidationError", 'The body must be {"grant_type":"client_credentials"}.'
@@ -388,7 +389,7 @@ async def _token_request_problem(
     id_ok = secrets.compare_digest(client_id.encode(), state.client_id.encode())
     secret_ok = secrets.compare_digest(client_secret.encode(), state.client_secret.encode())
     if not (id_ok and secret_ok):
-        return "BadCredentials", "User does not exist."
+        return "CognitoAuthenticationError", "User does not exist."
     return None
 
 

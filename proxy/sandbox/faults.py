@@ -68,7 +68,7 @@ class Faults:
     """Products requests get 200 with `Content-Encoding: gzip`, sent chunked, whose body
     inflates to this many bytes (zeros, about 1000 times smaller on the wire)."""
     token_status: int | None = None
-    """HTTP error status every token request gets (400 with the BadCredentials body)."""
+    """HTTP error status every token request gets (400 with the CognitoAuthenticationError body)."""
     token_rate_limit_retry_after: int | None = None
     """Answer token requests with 429 and `Retry-After` set to this many seconds."""
     token_hang: bool = False

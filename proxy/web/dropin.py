@@ -44,7 +44,7 @@ async def issue_token(request: web.Request) -> web.Response:
     else:
         key = _match(*credentials, callers.keys)
         if key is None:
-            return _refuse("BadCredentials", "User does not exist.")
+            return _refuse("CognitoAuthenticationError", "User does not exist.")
         token, caller = callers.tokens.issue(key.name, key), key.name
     answer = {
         "status_code": 200,
@@ -74,7 +74,8 @@ async def _grant_problem(request: web.Request) -> tuple[str, str] | None:
         return too_large
     try:
         grant = json.loads(body)
-    except ValueError:  # also covers bodies that are not UTF-8
+    # ValueError also covers bodies that are not UTF-8; RecursionError, nesting too deep to parse.
+    except (ValueError, RecursionError):
         grant = None
     if not isinstance(grant, dict) or grant.get("grant_type") != "client_credentials":
         return "BodyValidationError", 'The body must be {"grant_type":"client_credentials"}.'

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from pydantic import SecretStr
 from proxy.callers.keys import fingerprint
 from tests.support.logs import Captured, capture
 from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.settings import REPO_ROOT
 
 Client = TestClient[web.Request, web.Application]
 BILLING_KEY = "billing-key-8c1d0e"
@@ -34,6 +37,10 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 GRANT = {"grant_type": "client_credentials"}
+DATA = REPO_ROOT / "tests" / "data"
+# A 400's errorCode as the drop-in and the emulator write one: `_refuse("Code", ...)`,
+# `_upstream_error(status, "Code", ...)` (the token fault's 400) or `return "Code", "message"`.
+ERROR_CODE_LITERAL = re.compile(r'(?:_refuse\(|_upstream_error\(status,\s*|return\s+)"(\w+)",')
 
 
 @pytest.fixture
@@ -248,12 +255,44 @@ async def test_a_bare_key_uses_its_fingerprint_as_client_id(make_proxy: MakeProx
     assert response.status == 200
 
 
+def _token_error_schema() -> dict[str, Any]:
+    """The in-repo copy of 1NCE's token error answer (tests/data, transcribed from 1NCE)."""
+    schema: dict[str, Any] = json.loads((DATA / "1nce-token-error.schema.json").read_text())
+    return schema
+
+
+def _assert_1nce_token_error(answer: object) -> str:
+    """Check ``answer`` against 1NCE's published token error shape; return its errorCode."""
+    schema = _token_error_schema()
+    assert isinstance(answer, dict)
+    assert set(answer) == set(schema["required"]), answer
+    assert answer["statusCode"] in schema["properties"]["statusCode"]["enum"]
+    assert answer["errorCode"] in schema["properties"]["errorCode"]["enum"], answer
+    assert isinstance(answer["message"], str)
+    assert answer["message"]
+    code: str = answer["errorCode"]
+    return code
+
+
+def test_only_1nce_token_error_codes_can_be_emitted() -> None:
+    allowed = set(_token_error_schema()["properties"]["errorCode"]["enum"])
+    # Every errorCode literal in the drop-in endpoint and in the emulator's token endpoint.
+    for source in ("proxy/web/dropin.py", "proxy/sandbox/app.py"):
+        text = (REPO_ROOT / source).read_text()
+        emitted = set(ERROR_CODE_LITERAL.findall(text))
+        assert emitted, source
+        assert emitted <= allowed, (source, emitted - allowed)
+    document = json.loads((REPO_ROOT / "proxy" / "web" / "openapi.json").read_text())
+    published = document["components"]["schemas"]["OnceError"]["properties"]["errorCode"]
+    assert set(published["enum"]) == allowed
+
+
 @pytest.mark.parametrize(
     ("headers", "body", "code"),
     [
-        (_basic("portal", BILLING_KEY), GRANT, "BadCredentials"),
-        (_basic("billing", "wrong"), GRANT, "BadCredentials"),
-        (_basic("nobody", BILLING_KEY), GRANT, "BadCredentials"),
+        (_basic("portal", BILLING_KEY), GRANT, "CognitoAuthenticationError"),
+        (_basic("billing", "wrong"), GRANT, "CognitoAuthenticationError"),
+        (_basic("nobody", BILLING_KEY), GRANT, "CognitoAuthenticationError"),
         (_bearer(BILLING_KEY), GRANT, "AuthValidationError"),
         ({}, GRANT, "AuthValidationError"),
         (_basic("billing", BILLING_KEY), {"grant_type": "password"}, "BodyValidationError"),
@@ -267,12 +306,31 @@ async def test_bad_token_requests_get_1nce_error_shapes(
     client = await make_proxy(api_keys=KEYS)
     response = await client.post("/management-api/oauth/token", json=body, headers=headers)
     assert response.status == 400
-    answer = await response.json()
-    assert answer["statusCode"] == 400
-    assert answer["errorCode"] == code
-    assert isinstance(answer["message"], str)
+    assert _assert_1nce_token_error(await response.json()) == code
     assert BILLING_KEY not in await response.text()
     assert sandbox.state.token_requests == 0
+
+
+@pytest.mark.parametrize("depth", [3000, 4000])
+async def test_a_body_nested_too_deep_to_parse_is_a_body_validation_error(
+    sandbox: Sandbox, make_proxy: MakeProxy, depth: int
+) -> None:
+    client = await make_proxy(api_keys=KEYS)
+    with capture("debug", "json") as captured:
+        response = await client.post(
+            "/management-api/oauth/token",
+            data="[" * depth,
+            headers={**_basic("billing", BILLING_KEY), "Content-Type": "application/json"},
+        )
+    assert response.status == 400
+    assert _assert_1nce_token_error(await response.json()) == "BodyValidationError"
+    assert not [line for line in captured.records() if line.get("level") == "error"]
+    assert sandbox.state.token_requests == 0
+    # Still serving, and the endpoint still works for a good request.
+    good = await client.post(
+        "/management-api/oauth/token", json=GRANT, headers=_basic("billing", BILLING_KEY)
+    )
+    assert good.status == 200
 
 
 async def test_a_form_body_is_refused_in_1nce_shape(make_proxy: MakeProxy) -> None:

@@ -57,6 +57,38 @@ def test_blank_api_keys_stop_the_service_instead_of_opening_the_api() -> None:
     assert "Traceback" not in result.stderr
 
 
+def _receivers(*urls: str) -> str:
+    """``PROXY_WEBHOOK_URLS`` for ``urls``, in the form the setting takes entries."""
+    return ",".join(urls)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example:abc/catalog?token=s3cr3t",
+        "http://hooks.example:99999/catalog?token=s3cr3t",
+        "http://hooks.example:0/catalog?token=s3cr3t",
+        "http://hooks example/catalog?token=s3cr3t",
+        "http://hooks\texample:8443/catalog?token=s3cr3t",
+        "ftp://hooks.example/catalog?token=s3cr3t",
+    ],
+    ids=["port-text", "port-too-large", "port-0", "space-in-host", "tab-in-host", "scheme"],
+)
+def test_a_webhook_url_that_cannot_be_reached_is_a_configuration_error(url: str) -> None:
+    result = _run(
+        {
+            "PROXY_WEBHOOK_URLS": _receivers("https://good.example/hook", url),
+            "PROXY_WEBHOOK_SECRET": "w3bh00k-secret",
+        }
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert _named(result.stderr) == ["PROXY_WEBHOOK_URLS"]
+    assert "entry 2" in result.stderr
+    # The URL's query (a receiver's own token, often) is never echoed.
+    assert "s3cr3t" not in result.stderr
+
+
 def test_each_hole_is_a_configuration_error_and_no_secret_is_echoed() -> None:
     result = _run(
         {

@@ -47,7 +47,7 @@ TOKEN_BUDGET = 8
 CHECKS = ("--checks", "all")
 EXCLUDED_CHECKS = ("use_after_free", "ensure_resource_availability", "object_level_authorization")
 # The drop-in token endpoint answers missing or wrong credentials as 1NCE does, with a 400
-# (errorCode AuthValidationError or BadCredentials), where these two checks expect a 401.
+# (errorCode AuthValidationError or CognitoAuthenticationError), where these two expect a 401.
 TOKEN_EXCLUDED_CHECKS = ("ignored_auth", "missing_required_header")
 # What the CLI could leave in its working directory; it runs in a temporary one, and these
 # must not appear in the checkout either.

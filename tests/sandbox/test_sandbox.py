@@ -116,7 +116,7 @@ async def test_bad_credentials(client: Client, client_id: str, client_secret: st
     assert response.status == 400
     assert await response.json() == {
         "statusCode": 400,
-        "errorCode": "BadCredentials",
+        "errorCode": "CognitoAuthenticationError",
         "message": "User does not exist.",
     }
 
@@ -308,7 +308,7 @@ async def test_token_status_400_is_bad_credentials(client: Client) -> None:
     state_of(client).faults.token_status = 400
     response = await client.post("/oauth/token", json=GRANT, headers=AUTH)
     assert response.status == 400
-    assert (await response.json())["errorCode"] == "BadCredentials"
+    assert (await response.json())["errorCode"] == "CognitoAuthenticationError"
 
 
 async def test_token_status_5xx(client: Client) -> None:

@@ -111,6 +111,30 @@ def test_a_forged_or_altered_token_names_nobody() -> None:
         assert callers.identify(f"Bearer {forged}") is None, forged
 
 
+def _other_spellings(encoded: str) -> list[str]:
+    """Strings a lenient base64 decoder reads as the same bytes as ``encoded``."""
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(encoded[-1])
+    return [
+        encoded[:5] + "!" + encoded[5:],  # a character outside the alphabet, skipped
+        encoded[:5] + "\n" + encoded[5:],  # white space, skipped
+        encoded + "=" * (-len(encoded) % 4 or 4),  # padding, or too much of it
+        # The unused low bits of the last character (a 32-byte signature leaves two).
+        encoded[:-1] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last ^ 1],
+    ]
+
+
+def test_a_token_has_one_spelling_only() -> None:
+    callers = _callers("billing:k-1")
+    token = callers.tokens.issue("billing", callers.keys[0])
+    payload, _, signature = token.rpartition(".")
+    assert callers.identify(f"Bearer {token}") == "billing"
+    for other in _other_spellings(signature):
+        assert callers.identify(f"Bearer {payload}.{other}") is None, other
+    claims = payload.removeprefix(PREFIX)
+    for other in _other_spellings(claims):
+        assert callers.identify(f"Bearer {PREFIX}{other}.{signature}") is None, other
+
+
 def test_removing_a_key_revokes_its_tokens_other_replicas_verify_them() -> None:
     clock = Clock()
     before = _callers("portal:old", "portal:new", clock=clock)
