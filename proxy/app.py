@@ -113,6 +113,11 @@ async def _callers(app: web.Application) -> AsyncIterator[None]:
     await callers.close()
 
 
+def _replica(settings: Settings) -> str:
+    """Name this replica: ``PROXY_REPLICA_NAME``, else host name and process id."""
+    return settings.replica_name or f"{socket.gethostname()}:{os.getpid()}"
+
+
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
     async with open_session(app[SETTINGS]) as session:
         app[HTTP_SESSION] = session
@@ -122,7 +127,11 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
 async def _backplane(app: web.Application, *, tracing: Tracing | None) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     backplane = connect(
-        settings, channel=_keys(settings).events, metrics=app[METRICS], tracing=tracing
+        settings,
+        channel=_keys(settings).events,
+        metrics=app[METRICS],
+        replica=_replica(settings),
+        tracing=tracing,
     )
     await backplane.start()
     app[BACKPLANE] = backplane
@@ -139,7 +148,7 @@ async def _catalog(app: web.Application, *, tracing: Tracing | None) -> AsyncIte
     keys = _keys(settings)
     backplane = app[BACKPLANE]
     # The lock value names the replica, so an operator can see who is fetching.
-    owner = f"{socket.gethostname()}:{os.getpid()}"
+    owner = _replica(settings)
 
     def turns(name: str, topic: str) -> Turns:
         return Turns(backplane, name=name, topic=topic, ttl=settings.lock_timeout, owner=owner)
@@ -232,7 +241,7 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
         webhooks=webhooks,
         # Long past any replica's catching up: a version is never delivered twice.
         claim_ttl=WEBHOOK_CLAIM_TTL,
-        owner=f"{socket.gethostname()}:{os.getpid()}",
+        owner=_replica(settings),
     )
     app[FEED] = feed
     # A stored catalog may be a new version to record; a new version, news to tell.

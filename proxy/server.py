@@ -38,13 +38,16 @@ async def start_sandbox(stack: AsyncExitStack, *, drift: float | None = None) ->
 
 
 def sandbox_settings(settings: Settings, upstream_url: str) -> Settings:
-    """Point ``settings`` at the emulator with its credentials."""
-    return settings.model_copy(
-        update={
-            "upstream_url": upstream_url,
-            "client_id": SANDBOX_CLIENT_ID,
-            "client_secret": SecretStr(SANDBOX_CLIENT_SECRET),
-        }
+    """Point ``settings`` at the emulator with its credentials.
+
+    Its port changes at every start; its keys in a shared Redis do not (one name, ``sandbox``),
+    so a restarted demo finds its catalog, token and history again instead of piling up keys.
+    """
+    return settings.pointed_at(
+        upstream_url,
+        name="sandbox",
+        client_id=SANDBOX_CLIENT_ID,
+        client_secret=SecretStr(SANDBOX_CLIENT_SECRET),
     )
 
 

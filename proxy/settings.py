@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     empty but only whitespace, or a list with a blank entry, is refused, so a slip never opens
     the API or turns on the admin API with an empty token.
     """
+
+    # The upstream's stable name in the key hash, where its URL is not stable (pointed_at).
+    _upstream_name: str | None = PrivateAttr(default=None)
 
     model_config = SettingsConfigDict(
         env_prefix="PROXY_",
@@ -125,6 +128,17 @@ class Settings(BaseSettings):
         gt=0,
         le=10,
         description="Seconds for any one Redis call, connecting included.",
+    )
+    replica_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description=(
+            "This replica's name: in lock values (who is fetching) and, on a Redis Cluster, "
+            "what decides which node it subscribes on first, so replicas spread their "
+            "subscriptions over the nodes. Default: host name and process id."
+        ),
     )
     lock_timeout: Seconds = Field(
         default=15,
@@ -441,9 +455,28 @@ class Settings(BaseSettings):
 
     @property
     def account_hash(self) -> str:
-        """Short digest of upstream URL and client id that scopes shared cache and token keys."""
-        material = f"{self.upstream_url}\0{self.client_id or ''}".encode()
+        """Short digest of upstream and client id that scopes shared cache and token keys.
+
+        The upstream is its URL, or the name it was given by :meth:`pointed_at` (the emulator,
+        whose port changes at every start, is one upstream for as long as it is the emulator).
+        """
+        upstream = self._upstream_name or self.upstream_url
+        material = f"{upstream}\0{self.client_id or ''}".encode()
         return hashlib.sha256(material).hexdigest()[:16]
+
+    def pointed_at(
+        self, upstream_url: str, *, name: str, client_id: str, client_secret: SecretStr
+    ) -> Settings:
+        """Return a copy that calls ``upstream_url`` with these credentials, keyed by ``name``."""
+        copy = self.model_copy(
+            update={
+                "upstream_url": upstream_url,
+                "client_id": client_id,
+                "client_secret": client_secret,
+            }
+        )
+        copy._upstream_name = name  # noqa: SLF001 - its own class, on a fresh copy
+        return copy
 
 
 def describe_errors(errors: list[ErrorDetails]) -> list[str]:

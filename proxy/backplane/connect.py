@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,19 +24,32 @@ from proxy.settings import Settings
 HEALTH_CHECK_INTERVAL = 30
 # Connections one process keeps to Redis: reads are coalesced, so few are ever busy.
 MAX_CONNECTIONS = 32
+# A cluster node's socket timeout, as a share of the call timeout: an attempt on a node that
+# stopped answering must end in redis-py's own TimeoutError, which makes the cluster client
+# reload its slot map, and leave room for the one retry on the reloaded map. Were it the call
+# timeout itself, the backplane's timeout would always cancel the attempt first, a cancellation
+# reloads nothing, and the map would point at a frozen master for ever.
+CLUSTER_NODE_SHARE = 0.4
 
 
 def connect(
-    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing | None = None
+    settings: Settings,
+    *,
+    channel: str,
+    metrics: Metrics,
+    replica: str = "",
+    tracing: Tracing | None = None,
 ) -> Backplane:
     """Return the backplane for ``settings``; nothing connects until the first call.
 
     redis-py's own retries are off: every call is bounded by ``PROXY_REDIS_TIMEOUT`` and a
     failing Redis is handled by the backplane's breaker, so a retry would only stretch the
-    wait.
+    wait. ``replica`` names this replica: on a Cluster it picks the node subscribed on first.
     """
     if settings.redis_cluster_nodes:
-        return _cluster(settings, channel=channel, metrics=metrics, tracing=tracing)
+        return _cluster(
+            settings, channel=channel, metrics=metrics, tracing=tracing, replica=replica
+        )
     if settings.redis_sentinels:
         return _sentinel(settings, channel=channel, metrics=metrics, tracing=tracing)
     if settings.redis_url is not None:
@@ -43,8 +57,9 @@ def connect(
     return MemoryBackplane()
 
 
-def _common(settings: Settings) -> dict[str, Any]:
-    timeout = settings.redis_timeout
+def _common(settings: Settings, *, share: float = 1.0) -> dict[str, Any]:
+    """Socket timeouts (``share`` of the call timeout) and no retries of redis-py's own."""
+    timeout = settings.redis_timeout * share
     return {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
@@ -142,11 +157,11 @@ def _single(
 
 
 def _cluster(
-    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing | None
+    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing | None, replica: str
 ) -> RedisBackplane:
     seeds = [_host_port(address) for address in settings.redis_cluster_nodes]
     node_kwargs: dict[str, Any] = {
-        **_common(settings),
+        **_common(settings, share=CLUSTER_NODE_SHARE),
         "password": _password(settings),
         "ssl": settings.redis_tls,
         **_tls(settings),
@@ -164,7 +179,9 @@ def _cluster(
             "retry": Retry(NoBackoff(), 1),
         },
     )
-    subscribers = _ClusterSubscribers(client, seeds, node_kwargs)
+    subscribers = _ClusterSubscribers(
+        client, seeds, node_kwargs, first=first_subscription_node(replica)
+    )
     return RedisBackplane(
         client,
         channel=channel,
@@ -176,25 +193,40 @@ def _cluster(
     )
 
 
+def first_subscription_node(replica: str) -> int:
+    """Where ``replica`` starts in the sorted list of a cluster's nodes (taken modulo its size).
+
+    Derived from the name alone (CRC-32), so replicas spread their subscriptions over the
+    nodes, one node's loss drops only its share, and each replica's choice can be foreseen.
+    """
+    return zlib.crc32(replica.encode())
+
+
 class _ClusterSubscribers:
     """Subscription connections to a cluster, each new one on the next known node.
 
     Classic PUBLISH is broadcast to every node of a cluster, so a subscription on any node
-    hears every announcement; after a failure the listener moves on to another node.
+    hears every announcement; after a failure the listener moves on to another node. The nodes
+    are taken in address order from position ``first``.
     """
 
     def __init__(
-        self, cluster: RedisCluster, seeds: list[tuple[str, int]], node_kwargs: dict[str, Any]
+        self,
+        cluster: RedisCluster,
+        seeds: list[tuple[str, int]],
+        node_kwargs: dict[str, Any],
+        *,
+        first: int,
     ) -> None:
         self._cluster = cluster
         self._seeds = seeds
         self._node_kwargs = node_kwargs
-        self._turn = itertools.count()
+        self._turn = itertools.count(first)
         self._clients: dict[tuple[str, int], Redis] = {}
 
     def open(self) -> PubSub:
         known = [(node.host, int(node.port)) for node in self._cluster.get_nodes()]
-        nodes = sorted(set(known)) or self._seeds
+        nodes = sorted(set(known)) or sorted(self._seeds)
         address = nodes[next(self._turn) % len(nodes)]
         client = self._clients.get(address)
         if client is None:

@@ -22,9 +22,11 @@ logger = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-# After a failure Redis is left alone for a pause, 0.5 s doubling to 15 s, then probed.
+# After a failure Redis is left alone for a pause, 0.5 s doubling to 2 s, then probed. The cap
+# bounds how long a replica keeps away from a master promoted meanwhile (a Sentinel or Cluster
+# failover): at most one pause and one call. A probe is one call per pause per replica.
 BREAKER_FIRST_PAUSE = 0.5
-BREAKER_MAX_PAUSE = 15.0
+BREAKER_MAX_PAUSE = 2.0
 
 # Value and remaining life in one round trip (the token: no replica trusts another's clock).
 _GET_WITH_TTL = "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}"

@@ -90,6 +90,34 @@ async def test_each_key_names_its_caller_in_the_request_counter(make_proxy: Make
     assert counts[("/healthz", "200", "anonymous")] == 1
 
 
+async def test_token_requests_are_counted_and_logged_under_the_callers_name(
+    json_logs: Captured, make_proxy: MakeProxy
+) -> None:
+    client = await make_proxy(api_keys=KEYS, access_log="all")
+    json_logs.clear()
+    for headers in (_basic("billing", BILLING_KEY), _basic("portal", PORTAL_NEW)):
+        response = await client.post("/management-api/oauth/token", json=GRANT, headers=headers)
+        assert response.status == 200
+    refused = await client.post(
+        "/management-api/oauth/token", json=GRANT, headers=_basic("billing", "wrong")
+    )
+    assert refused.status == 400
+
+    route = "/management-api/oauth/token"
+    counts = await _requests_by_caller(client)
+    assert {key: value for key, value in counts.items() if key[0] == route} == {
+        (route, "200", "billing"): 1,
+        (route, "200", "portal"): 1,
+        (route, "400", "unauthenticated"): 1,
+    }
+    access = [
+        line
+        for line in json_logs.records()
+        if line.get("event") == "request" and line.get("http.route") == route
+    ]
+    assert [line["caller"] for line in access] == ["billing", "portal", "unauthenticated"]
+
+
 async def test_caller_label_values_stay_bounded(make_proxy: MakeProxy) -> None:
     client = await make_proxy(api_keys=KEYS)
     for index in range(40):
@@ -235,7 +263,7 @@ async def test_a_1nce_client_flow_gets_the_upstream_bytes_under_its_caller(
     assert sandbox.state.products_requests == 1
     counts = await _requests_by_caller(client)
     assert counts[("/management-api/v1/products", "200", "portal")] == 1
-    assert counts[("/management-api/oauth/token", "200", "anonymous")] == 1
+    assert counts[("/management-api/oauth/token", "200", "portal")] == 1
 
     # 1NCE's own token never reaches a caller.
     issued = list(sandbox.state.tokens)

@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.net import free_port
 from tests.support.processes import ProxyProcess
+from tests.support.redis import RedisServer
 from tests.support.settings import REPO_ROOT, clean_env
 
 
@@ -177,3 +178,19 @@ async def _versions_until(base: str, *, current: int, within: float) -> dict[str
                         return body
             await asyncio.sleep(0.1)
     raise AssertionError(f"no catalog version {current} within {within} s; last answer {body}")
+
+
+async def test_a_restarted_sandbox_demo_keeps_its_keys_and_epoch(redis_server: RedisServer) -> None:
+    # The emulator listens on a new port at every start; the deployment's keys must not move.
+    env = {"PROXY_REDIS_URL": redis_server.url, "PROXY_WARMUP": "true"}
+    seen: list[tuple[list[str], str]] = []
+    for _ in range(2):
+        with ProxyProcess(env, args=["--sandbox"]) as service:
+            versions = await _versions_until(service.url, current=1, within=10)
+            keys = sorted(name for name in redis_server.key_names() if ":catalog:" in name)
+            seen.append((keys, versions["epoch"]))
+    (first_keys, first_epoch), (second_keys, second_epoch) = seen
+    assert first_keys
+    assert second_keys == first_keys
+    assert second_epoch == first_epoch
+    assert len({name.split(":{", 1)[1].split("}", 1)[0] for name in redis_server.key_names()}) == 1

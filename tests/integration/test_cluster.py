@@ -23,7 +23,7 @@ from proxy.appkeys import BACKPLANE, CATALOG, SETTINGS
 from proxy.backplane.keys import KeySpace
 from proxy.backplane.redis_backplane import RedisBackplane
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-from tests.support.cluster import LocalCluster, redis_cli_binary
+from tests.support.cluster import LocalCluster, running_cluster
 from tests.support.load import burst, spread, steady_load
 from tests.support.processes import ProxyFleet, SandboxProcess
 from tests.support.redis import RedisNode
@@ -37,27 +37,16 @@ ADMIN_TOKEN = "cluster-admin-token"
 PASSWORD = "cluster-test-password"
 
 
-def _cluster(password: str | None = None) -> Iterator[LocalCluster]:
-    if redis_cli_binary() is None:
-        pytest.skip("redis-cli not found (Debian: redis-tools), needed to form a Redis Cluster")
-    cluster = LocalCluster(password=password)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 @pytest.fixture
 def redis_cluster() -> Iterator[LocalCluster]:
     """Three masters and three replicas, up and in sync; every node killed afterwards."""
-    yield from _cluster()
+    yield from running_cluster()
 
 
 @pytest.fixture
 def protected_cluster() -> Iterator[LocalCluster]:
     """The same cluster with ``requirepass`` and ``masterauth`` on every node."""
-    yield from _cluster(PASSWORD)
+    yield from running_cluster(password=PASSWORD)
 
 
 async def _replicas(make_proxy: MakeProxy, count: int, **settings: Any) -> list[Client]:

@@ -17,7 +17,11 @@ from redis.backoff import NoBackoff
 
 from proxy.backplane.connect import connect
 from proxy.backplane.memory import MemoryBackplane
-from proxy.backplane.redis_backplane import BREAKER_FIRST_PAUSE, RedisBackplane
+from proxy.backplane.redis_backplane import (
+    BREAKER_FIRST_PAUSE,
+    BREAKER_MAX_PAUSE,
+    RedisBackplane,
+)
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
 from proxy.upstream.token import SharedToken
@@ -182,14 +186,16 @@ async def test_breaker_pause_is_capped(
         await plane.get("k")
         clock.advance(100)
     assert _errors(metrics) == 10
-    # Capped at 15 s (jittered down to no less than half): 15 s on, a probe goes out again.
+    # Capped (jittered down to no less than half): a cap on, a probe goes out again.
     clock.now -= 100
-    clock.advance(7.4)
+    clock.advance(BREAKER_MAX_PAUSE / 2 - 0.1)
     await plane.get("k")
     assert _errors(metrics) == 10
-    clock.advance(7.6)
+    clock.advance(BREAKER_MAX_PAUSE / 2 + 0.1)
     await plane.get("k")
     assert _errors(metrics) == 11
+    # The cap bounds how long a replica keeps away from a master promoted meanwhile.
+    assert BREAKER_MAX_PAUSE <= 2.0
 
 
 async def test_a_frozen_redis_costs_at_most_the_timeout(

@@ -108,6 +108,8 @@ RECOMMENDED_LABELS = (
 )
 
 Manifest = dict[str, Any]
+# How the dashboard turns "no series yet" into 0 (a labelled counter before its first count).
+NO_DATA_IS_0 = " or on() vector(0)"
 
 
 def run(args: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -1413,7 +1415,7 @@ def test_dashboard_shows_memory_cpu_and_file_descriptors_by_pod() -> None:
         ),
         "CPU by pod": (
             "short",
-            f"sum by (pod) (rate(process_cpu_seconds_total{{{selector}}}[5m]))",
+            f"sum by (pod) (rate(process_cpu_seconds_total{{{selector}}}[5m])){NO_DATA_IS_0}",
         ),
         "Open file descriptors by pod": ("short", f"sum by (pod) (process_open_fds{{{selector}}})"),
     }
@@ -1450,7 +1452,10 @@ def test_dashboard_shows_requests_and_p95_latency_by_caller() -> None:
     expected = {
         "Requests / s by caller": (
             "reqps",
-            f"sum by (caller) (rate(product_proxy_http_requests_total{{{selector}}}[5m]))",
+            (
+                f"sum by (caller) (rate(product_proxy_http_requests_total{{{selector}}}[5m]))"
+                f"{NO_DATA_IS_0}"
+            ),
             "{{caller}}",
         ),
         "Latency p95 by caller": (
@@ -2304,6 +2309,43 @@ def test_everything_values_open_the_listed_webhook_ports_to_their_peers(
     }
 
 
+def _dashboard_expressions() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every query of the dashboard, rows' panels included."""
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text(encoding="utf-8"))
+    found: list[tuple[str, str]] = []
+    panels = list(dashboard["panels"])
+    while panels:
+        panel = panels.pop()
+        panels += panel.get("panels", [])
+        found += [(panel["title"], target["expr"]) for target in panel.get("targets", [])]
+    return found
+
+
+def test_every_rate_panel_shows_0_where_no_series_exists_yet() -> None:
+    # A labelled counter has no series until its first increment (no 5xx yet, no Redis error
+    # yet): a rate over it is empty, and Grafana shows "No data" where 0 is the truth.
+    rated = [
+        (title, expression)
+        for title, expression in _dashboard_expressions()
+        if re.search(r"\b(rate|increase)\(", expression)
+        # A quantile of nothing is unknown, not 0.
+        and "histogram_quantile" not in expression
+    ]
+    assert len(rated) >= 12
+    for title, expression in rated:
+        numerator = expression.split(" / ", 1)[0]
+        # "or on() vector(0)": 0 only when there is no series at all, never a 0 beside others.
+        assert numerator.endswith((NO_DATA_IS_0, f"{NO_DATA_IS_0})")), (
+            title,
+            expression,
+        )
+    ratios = [expression for _title, expression in rated if " / " in expression]
+    assert ratios
+    for expression in ratios:
+        # The denominator stays as it is: no traffic at all is no data, not a ratio of 0.
+        assert NO_DATA_IS_0 not in expression.split(" / ", 1)[1]
+
+
 def test_dashboard_latency_leaves_out_the_event_stream() -> None:
     dashboard = json.loads((CHART / "files" / "dashboard.json").read_text(encoding="utf-8"))
     expressions = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
@@ -2333,12 +2375,15 @@ def test_dashboard_shows_the_change_feed() -> None:
         ),
         "Catalog changes / s by kind": (
             "short",
-            f"sum by (kind) (rate(product_proxy_catalog_changes_total{{{selector}}}{window}))",
+            (
+                f"sum by (kind) (rate(product_proxy_catalog_changes_total{{{selector}}}{window}))"
+                f"{NO_DATA_IS_0}"
+            ),
             "{{kind}}",
         ),
         "Webhook deliveries / s by outcome": (
             "ops",
-            f"sum by (outcome) (rate({deliveries}))",
+            f"sum by (outcome) (rate({deliveries})){NO_DATA_IS_0}",
             "{{outcome}}",
         ),
     }

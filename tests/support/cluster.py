@@ -15,12 +15,13 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import pytest
 import redis
 from redis.crc import key_slot
 
@@ -71,12 +72,34 @@ def free_cluster_ports(count: int) -> list[int]:
     raise RuntimeError(f"no {count} free port pairs between {_PORT_LOW} and {_PORT_HIGH}")
 
 
-class LocalCluster:
-    """Three masters and three replicas on loopback, optionally password-protected."""
+def running_cluster(
+    *, password: str | None = None, full_coverage: bool = True
+) -> Iterator[LocalCluster]:
+    """Yield a started :class:`LocalCluster` (a fixture's body); skip the test without redis-cli.
 
-    def __init__(self, *, password: str | None = None) -> None:
+    Every node is killed afterwards.
+    """
+    if redis_cli_binary() is None:
+        pytest.skip("redis-cli not found (Debian: redis-tools), needed to form a Redis Cluster")
+    cluster = LocalCluster(password=password, full_coverage=full_coverage)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+class LocalCluster:
+    """Three masters and three replicas on loopback, optionally password-protected.
+
+    ``full_coverage`` is the nodes' ``cluster-require-full-coverage``: with it (Redis's
+    default) every slot answers CLUSTERDOWN while any slot has no master.
+    """
+
+    def __init__(self, *, password: str | None = None, full_coverage: bool = True) -> None:
         """Prepare the nodes (nothing runs until :meth:`start`)."""
         self.password = password
+        self.full_coverage = full_coverage
         self._root = Path(tempfile.mkdtemp(prefix="proxy-test-cluster-"))
         self.nodes = [
             RedisNode(port, self._root / str(port), password=password)
@@ -146,6 +169,7 @@ class LocalCluster:
             *("--cluster-replica-validity-factor", "0"),
             # A replica's first sync starts at once (the default waits 5 s for more replicas).
             *("--repl-diskless-sync-delay", "0"),
+            *("--cluster-require-full-coverage", "yes" if self.full_coverage else "no"),
         )
         if self.password:
             argv += ["--requirepass", self.password, "--masterauth", self.password]
@@ -194,7 +218,7 @@ class LocalCluster:
         return dict(line.split(":", 1) for line in raw.splitlines() if ":" in line)
 
     def _settled(self) -> bool:
-        return all(self._healthy(node) for node in self.nodes if node.alive)
+        return all(self._healthy(node) for node in self.nodes if node.answering)
 
     def _healthy(self, node: RedisNode) -> bool:
         info = self.info(node)
@@ -221,9 +245,9 @@ class LocalCluster:
         return int(key_slot(key.encode()))
 
     def master_for_slot(self, slot: int) -> RedisNode:
-        """The node that serves ``slot`` as master, according to the first live node."""
+        """The node that serves ``slot`` as master, according to the first answering node."""
         for node in self.nodes:
-            if not node.alive:
+            if not node.answering:
                 continue
             ranges = self._answers(node, "CLUSTER", "SLOTS")
             if not isinstance(ranges, list):
@@ -241,8 +265,14 @@ class LocalCluster:
         """SIGKILL ``node`` and reap it; it stays down."""
         node.kill()
 
-    def wait_failover(self, slot: int, timeout: float = 30.0) -> RedisNode:
-        """Wait until a live node serves ``slot`` as master and every live node says ``ok``."""
+    def wait_failover(
+        self, slot: int, timeout: float = 30.0, *, exclude: RedisNode | None = None
+    ) -> RedisNode:
+        """Return the node that serves ``slot`` once it is a master again, not ``exclude``.
+
+        It waits until an answering node serves the slot as master and every answering node
+        says ``ok``.
+        """
         deadline = time.monotonic() + timeout
         promoted: list[RedisNode] = []
 
@@ -251,8 +281,10 @@ class LocalCluster:
             if not self._settled_after_failure():
                 return False
             master = self.master_for_slot(slot)
+            if master is exclude or not master.answering:
+                return False
             role = self._answers(master, "ROLE")
-            if master.alive and isinstance(role, list) and role and role[0] == b"master":
+            if isinstance(role, list) and role and role[0] == b"master":
                 promoted.append(master)
                 return True
             return False
@@ -262,7 +294,7 @@ class LocalCluster:
 
     def _settled_after_failure(self) -> bool:
         for node in self.nodes:
-            if not node.alive:
+            if not node.answering:
                 continue
             info = self.info(node)
             if info.get("cluster_state") != "ok" or info.get("cluster_slots_ok") != str(SLOTS):
@@ -281,6 +313,8 @@ class LocalCluster:
                     f"{node.log_tail()}"
                 )
             if time.monotonic() > deadline:
-                logs = "\n".join(f"-- {n.port}:\n{n.log_tail(8)}" for n in self.nodes if n.alive)
+                logs = "\n".join(
+                    f"-- {n.port}:\n{n.log_tail(8)}" for n in self.nodes if n.answering
+                )
                 raise TimeoutError(f"timed out waiting until {what}; logs:\n{logs}")
             time.sleep(_POLL_SECONDS)

@@ -115,6 +115,7 @@ class RedisNode:
         self.dir = directory
         self.dir.mkdir()
         self.process: subprocess.Popen[bytes] | None = None
+        self.paused = False
 
     @property
     def address(self) -> str:
@@ -128,8 +129,13 @@ class RedisNode:
 
     @property
     def alive(self) -> bool:
-        """Whether the process runs."""
+        """Whether the process runs (a paused one too)."""
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def answering(self) -> bool:
+        """Whether the process runs and is not paused."""
+        return self.alive and not self.paused
 
     def launch(
         self,
@@ -214,11 +220,13 @@ class RedisNode:
         """Freeze the process (SIGSTOP): connections stay open but nothing answers."""
         if self.alive and self.process is not None:
             self.process.send_signal(signal.SIGSTOP)
+            self.paused = True
 
     def resume(self) -> None:
         """Thaw a paused process."""
         if self.alive and self.process is not None:
             self.process.send_signal(signal.SIGCONT)
+            self.paused = False
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the log."""

@@ -227,6 +227,12 @@ class SentinelCluster:
         self._data[port].kill()
         return port
 
+    def freeze_master(self) -> int:
+        """SIGSTOP the current master (it accepts connections, never answers); return its port."""
+        port = self.current_master_port()
+        self._data[port].pause()
+        return port
+
     def is_master(self, port: int) -> bool:
         """Whether the node at ``port`` answers ``ROLE`` as a master."""
         role = self._answer(port, "ROLE")
