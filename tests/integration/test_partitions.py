@@ -143,7 +143,19 @@ async def test_a_cluster_master_that_stops_answering_is_replaced_within_seconds(
     assert per_period <= MAX_FETCHES_PER_PERIOD, f"{per_period:.2f} fetches per TTL period"
 
 
-@pytest.mark.parametrize("fault", ["freeze", "kill"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(
+            "freeze",
+            # redis-py drops a connection to a frozen master, cancelled mid-handshake, by closing
+            # its transport without awaiting the writer; the socket is closed all the same, but
+            # the writer warns when collected. Not a leak: the transport is already "closing".
+            marks=pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+        ),
+        "kill",
+    ],
+)
 async def test_a_sentinel_master_that_stops_answering_is_replaced_within_seconds(
     sandbox: Sandbox, make_proxy: MakeProxy, sentinels: SentinelCluster, fault: str
 ) -> None:
