@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.App
         key_file=Path(settings.api_keys_file) if settings.api_keys_file else None,
         tokens=CallerTokens(),
     )
+    metrics.watch_key_file(lambda: callers.file_usable)
     app = web.Application(
         handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE},
     )

@@ -14,7 +14,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from proxy.callers.keys import parse_entries
+from proxy.callers.keys import KeyEntryError, parse_entries, read_key_file
 
 DEFAULT_UPSTREAM_URL = "https://api.1nce.com/management-api"
 _SECRET_FIELDS = frozenset(
@@ -168,8 +168,10 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "File of API keys, one name:key (or bare key) a line or comma-separated, re-read "
-            "when it changes; it wins over PROXY_API_KEYS. While it is set the API is never "
-            f"open: a file with no keys refuses every caller. {_UNSET}"
+            "when its content changes; it wins over PROXY_API_KEYS. While it is set the API is "
+            "never open: a file with no keys refuses every caller. Unusable at start-up: exit "
+            "2; later: the keys last read from it stay in force (docs/configuration.md). "
+            f"{_UNSET}"
         ),
     )
     api_keys_reload_interval: Seconds = Field(
@@ -326,9 +328,18 @@ class Settings(BaseSettings):
     @field_validator("api_keys_file")
     @classmethod
     def _check_key_file(cls, value: str | None) -> str | None:
-        # Checked at start-up: a mistyped path would otherwise refuse every caller.
-        if value is not None and not Path(value).is_file():
-            raise ValueError("is not a readable file")
+        # Read at start-up: a mistyped path or a broken file would otherwise refuse every
+        # caller (the file wins over PROXY_API_KEYS) from a process that looks healthy.
+        if value is None:
+            return value
+        try:
+            data = Path(value).read_bytes()
+        except OSError:
+            raise ValueError("is not a readable file") from None
+        try:
+            read_key_file(data)
+        except KeyEntryError as exc:
+            raise ValueError(f"is not a usable key file: {exc}") from None
         return value
 
     @field_validator("redis_ca_file", "api_keys_file", "management_port", mode="before")

@@ -74,3 +74,12 @@ def split_key_file(text: str) -> list[str]:
             continue
         entries.extend(stripped.split(","))
     return entries
+
+
+def read_key_file(data: bytes) -> tuple[ApiKey, ...]:
+    """Parse a key file's bytes; :class:`KeyEntryError` (never quoting a key) when unusable."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise KeyEntryError("the file is not UTF-8 text") from None
+    return parse_entries(split_key_file(text))

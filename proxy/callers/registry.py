@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from proxy.callers.keys import ApiKey, KeyEntryError, parse_entries, split_key_file
+from proxy.callers.keys import ApiKey, KeyEntryError, read_key_file
 from proxy.callers.tokens import CallerTokens
 
 logger = structlog.get_logger(__name__)
@@ -58,17 +59,23 @@ class Callers:
     """Names the caller of each request from its bearer: an API key or a caller token.
 
     With no keys (and no key file) every request is ``anonymous`` and nothing is required.
-    A key file, when set, wins over the listed keys and is re-read when it changes; while
-    one is set keys are always required, so an emptied file refuses every caller rather
-    than opening the API. A file that cannot be read or parsed leaves the keys as they were.
+    A key file, when set, wins over the listed keys: they are never in force. It is re-read
+    when its content changes (a rewrite that keeps size and modification time included);
+    while one is set keys are always required, so an emptied file refuses every caller
+    rather than opening the API. A file that disappears or cannot be parsed leaves the last
+    keys read from it in force (a Secret being rewritten must not lock every caller out), and
+    :attr:`file_usable` says so until it is usable again.
     """
 
     def __init__(
         self, keys: tuple[ApiKey, ...], *, key_file: Path | None = None, tokens: CallerTokens
     ) -> None:
-        """Start with ``keys`` (or, with ``key_file``, nothing until :meth:`load_file`)."""
+        """Start with ``keys``, or with ``key_file`` nothing until :meth:`load_file` reads it."""
         self._file = key_file
-        self._seen: tuple[int, int, int] | None = None
+        self._seen: bytes | None = None
+        self._usable: bool | None = None
+        if key_file is not None:
+            keys = ()
         self._set = _key_set(keys, required=bool(keys) or key_file is not None)
         self._tokens = tokens
         self._watcher: asyncio.Task[None] | None = None
@@ -77,6 +84,11 @@ class Callers:
     def required(self) -> bool:
         """Whether protected routes need a key (or a caller token)."""
         return self._set.required
+
+    @property
+    def file_usable(self) -> bool | None:
+        """Whether the key file was usable at its last read (None: no file, or not read yet)."""
+        return self._usable
 
     @property
     def keys(self) -> tuple[ApiKey, ...]:
@@ -113,22 +125,34 @@ class Callers:
         return found
 
     def load_file(self) -> bool:
-        """Read the key file if it changed since the last read; True when the keys changed."""
+        """Read the key file; True when its keys are new (a change of its content).
+
+        The file is read whole each time (a few lines): its digest, not its size or time,
+        says whether it changed.
+        """
         if self._file is None:
             return False
         try:
-            status = self._file.stat()
-            seen = (status.st_mtime_ns, status.st_size, status.st_ino)
-            if seen == self._seen:
+            data = self._file.read_bytes()
+            seen = hashlib.sha256(data).digest()
+            if seen == self._seen and self._usable:
                 return False
-            text = self._file.read_text(encoding="utf-8")
-            keys = parse_entries(split_key_file(text))
-        except (OSError, UnicodeDecodeError, KeyEntryError) as exc:
+            keys = read_key_file(data)
+        except (OSError, KeyEntryError) as exc:
             # Never the file's text: it holds the keys.
             reason = str(exc) if isinstance(exc, KeyEntryError) else type(exc).__name__
-            logger.error(  # noqa: TRY400 - a traceback could quote the file's keys
-                "api_keys_file_unusable", path=str(self._file), reason=reason
-            )
+            if self._usable is not False:
+                logger.error(  # noqa: TRY400 - a traceback could quote the file's keys
+                    "api_keys_file_unusable",
+                    path=str(self._file),
+                    reason=reason,
+                    keys_in_force=len(self._set.keys),
+                )
+            self._usable = False
+            return False
+        self._usable = True
+        if seen == self._seen:
+            logger.info("api_keys_file_usable_again", path=str(self._file))
             return False
         self._seen = seen
         before = self.names

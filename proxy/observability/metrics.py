@@ -58,6 +58,7 @@ class _StateCollector:
         self.catalog: Callable[[], CatalogGauges | None] = lambda: None
         self.redis_up: Callable[[], bool | None] = lambda: None
         self.streams: Callable[[], int | None] = lambda: None
+        self.key_file_usable: Callable[[], bool | None] = lambda: None
 
     def collect(self) -> Iterable[Metric]:
         catalog = self.catalog()
@@ -89,6 +90,14 @@ class _StateCollector:
                 f"{NAMESPACE}_redis_up",
                 "1 while Redis answers, 0 while the breaker keeps it out of use.",
                 value=1.0 if redis_up else 0.0,
+            )
+        key_file_usable = self.key_file_usable()
+        if key_file_usable is not None:
+            yield GaugeMetricFamily(
+                f"{NAMESPACE}_api_keys_file_usable",
+                "1 while PROXY_API_KEYS_FILE was usable at its last read, 0 while the keys last "
+                "read from it stay in force because it is missing or cannot be parsed.",
+                value=1.0 if key_file_usable else 0.0,
             )
 
 
@@ -285,6 +294,10 @@ class Metrics:
     def watch_streams(self, source: Callable[[], int]) -> None:
         """Read how many event streams are open from ``source`` at every scrape."""
         self._state.streams = source
+
+    def watch_key_file(self, source: Callable[[], bool | None]) -> None:
+        """Read whether the API key file is usable from ``source`` at every scrape."""
+        self._state.key_file_usable = source
 
     def watch_redis(self, source: Callable[[], bool]) -> None:
         """Read whether Redis is up from ``source`` at every scrape."""

@@ -416,3 +416,35 @@ async def test_with_no_keys_any_credentials_get_an_anonymous_token(
     assert response.status == 200
     counts = await _requests_by_caller(client)
     assert counts[("/management-api/v1/products", "200", "anonymous")] == 1
+
+
+async def _key_file_usable(client: Client) -> str:
+    text = await (await client.get("/metrics")).text()
+    lines = [line for line in text.splitlines() if line.startswith("product_proxy_api_keys_file")]
+    return "\n".join(lines)
+
+
+async def _until_key_file_usable(client: Client, expected: str, within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while (found := await _key_file_usable(client)) != expected:
+        assert asyncio.get_running_loop().time() < deadline, found
+        await asyncio.sleep(0.05)
+
+
+async def test_the_key_file_metric_follows_the_file_and_the_last_keys_hold(
+    tmp_path: Path, make_proxy: MakeProxy
+) -> None:
+    path = tmp_path / "api-keys"
+    _write(path, f"billing:{BILLING_KEY}\n", 1_000_000_000)
+    client = await make_proxy(api_keys_file=str(path), api_keys_reload_interval=0.1)
+    without = await make_proxy(api_keys=KEYS)
+    assert await _key_file_usable(without) == ""
+    assert await _key_file_usable(client) == "product_proxy_api_keys_file_usable 1.0"
+
+    path.write_bytes(b"billing:\n")  # a name with no key: unusable
+    await _until_key_file_usable(client, "product_proxy_api_keys_file_usable 0.0")
+    response = await client.get("/v1/products", headers=_bearer(BILLING_KEY))
+    assert response.status == 200  # the last good keys hold
+
+    _write(path, f"billing:{BILLING_KEY}\n", 2_000_000_000)
+    await _until_key_file_usable(client, "product_proxy_api_keys_file_usable 1.0")

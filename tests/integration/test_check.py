@@ -185,3 +185,30 @@ async def test_a_secrets_dir_that_is_not_a_directory_is_a_configuration_error(
         outcome.stderr
         == f"configuration error: PROXY_SECRETS_DIR: {str(path)!r} is not a directory\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"billing:dup-key-1\nportal:dup-key-1\n", "the same key is listed twice"),
+        (b"billing:\xff\xfedup-key-1\n", "the file is not UTF-8 text"),
+    ],
+    ids=["duplicate", "not-utf-8"],
+)
+@pytest.mark.parametrize("args", [("--sandbox",), ("check", "--sandbox")], ids=["serve", "check"])
+async def test_an_unusable_key_file_at_start_up_is_exit_2(
+    tmp_path: Path, content: bytes, reason: str, args: tuple[str, ...]
+) -> None:
+    keys = tmp_path / "api-keys"
+    keys.write_bytes(content)
+    outcome = await _run(
+        {"PROXY_API_KEYS_FILE": str(keys), "PROXY_API_KEYS": "listed:kept-key", "PROXY_PORT": "0"},
+        *args,
+    )
+    assert outcome.returncode == 2, outcome.stdout + outcome.stderr
+    errors = [line for line in outcome.stderr.splitlines() if line.startswith("configuration")]
+    assert len(errors) == 1, outcome.stderr
+    assert errors[0].startswith("configuration error: PROXY_API_KEYS_FILE: ")
+    assert f"is not a usable key file: {reason}" in errors[0]
+    assert "dup-key-1" not in outcome.stdout + outcome.stderr
+    assert "Traceback" not in outcome.stderr

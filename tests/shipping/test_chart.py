@@ -90,6 +90,7 @@ BUILT_IN_ALERTS = (
     "ProductProxyCatalogStale",
     "ProductProxyUpstreamErrors",
     "ProductProxyRedisDown",
+    "ProductProxyApiKeysFileUnusable",
     "ProductProxyHighErrorRatio",
 )
 NAMESPACE = "proxy"
@@ -1510,6 +1511,10 @@ def test_alert_rules_cover_what_to_alert_on(everything_objects: list[Manifest]) 
     assert "product_proxy_redis_up" in redis["expr"]
     assert redis["expr"].endswith("== 0")
     assert redis["for"] == "2m"
+    key_file = rules["ProductProxyApiKeysFileUnusable"]
+    assert "product_proxy_api_keys_file_usable" in key_file["expr"]
+    assert key_file["expr"].endswith("== 0")
+    assert key_file["for"] == "5m"
     errors = rules["ProductProxyHighErrorRatio"]["expr"]
     assert 'status=~"5.."' in errors
     assert "product_proxy_http_requests_total" in errors
@@ -1534,7 +1539,7 @@ def test_promtool_checks_the_rules(everything_objects: list[Manifest], tmp_path:
     rules.write_text(yaml.safe_dump({"groups": rule_groups(everything_objects)}), encoding="utf-8")
     result = run([promtool, "check", "rules", str(rules)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 6 rules found" in result.stdout
 
 
 PROMTOOL_TESTS = """
@@ -1554,6 +1559,10 @@ tests:
         values: '5x30'
       - series: 'product_proxy_redis_up{SEL, pod="busy"}'
         values: '1 1 0x10'
+      - series: 'product_proxy_api_keys_file_usable{SEL, pod="busy"}'
+        values: '1 1 0x10'
+      - series: 'product_proxy_api_keys_file_usable{SEL, pod="idle"}'
+        values: '1x30'
       - series: 'product_proxy_upstream_requests_total{SEL, endpoint="products", outcome="timeout"}'
         values: '0+1x30'
       - series: 'product_proxy_upstream_requests_total{SEL, endpoint="products", outcome="ok"}'
@@ -1571,6 +1580,12 @@ tests:
           - exp_labels: {severity: warning, namespace: proxy, pod: busy}
       - eval_time: 6m
         alertname: ProductProxyRedisDown
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: proxy, pod: busy}
+      - eval_time: 5m
+        alertname: ProductProxyApiKeysFileUnusable
+      - eval_time: 8m
+        alertname: ProductProxyApiKeysFileUnusable
         exp_alerts:
           - exp_labels: {severity: warning, namespace: proxy, pod: busy}
       - eval_time: 25m

@@ -10,6 +10,7 @@ import pytest
 from proxy.callers.keys import KeyEntryError, fingerprint, parse_entries, split_key_file
 from proxy.callers.registry import Callers
 from proxy.callers.tokens import LIFETIME, PREFIX, CallerTokens
+from tests.support.logs import capture
 
 
 class Clock:
@@ -182,3 +183,74 @@ def test_the_key_file_wins_is_reread_on_change_and_a_bad_one_is_ignored(
     path.unlink()
     assert not callers.load_file()
     assert callers.required
+
+
+def test_a_rewrite_that_keeps_size_and_time_is_noticed(tmp_path: Path) -> None:
+    # A rotated key of the same length copied with its time kept (cp -p, rsync -t --inplace,
+    # tar): size, modification time and inode stay the same; only the content says it changed.
+    path = tmp_path / "api-keys"
+    _write(path, "billing:key-aaaa\n", 1_000_000_000)
+    callers = Callers((), key_file=path, tokens=CallerTokens())
+    assert callers.load_file()
+    before = path.stat()
+    with path.open("r+b") as file:  # in place: the same inode
+        file.write(b"billing:key-bbbb\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    )
+    assert callers.load_file()
+    assert callers.identify("Bearer key-aaaa") is None  # revoked
+    assert callers.identify("Bearer key-bbbb") == "billing"
+
+
+def test_listed_keys_are_never_in_force_beside_a_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "api-keys"
+    path.write_bytes(b"billing:k-1\nbilling:k-1\n")  # unusable: a key listed twice
+    callers = Callers(parse_entries(["listed:k-9"]), key_file=path, tokens=CallerTokens())
+    assert not callers.load_file()
+    assert callers.file_usable is False
+    assert callers.required
+    # The file wins even while it cannot be used: nobody is let in by the listed keys.
+    assert callers.identify("Bearer k-9") is None
+    assert callers.identify("Bearer k-1") is None
+
+
+@pytest.mark.parametrize(
+    ("broken", "reason"),
+    [
+        (b"billing:k-2\nportal:k-2\n", "the same key is listed twice"),
+        (b"billing:\xff\xfe\n", "not UTF-8"),
+        (None, "FileNotFoundError"),
+    ],
+    ids=["duplicate", "not-utf-8", "gone"],
+)
+def test_an_unusable_file_keeps_the_last_good_keys_and_says_so(
+    tmp_path: Path, broken: bytes | None, reason: str
+) -> None:
+    path = tmp_path / "api-keys"
+    _write(path, "billing:k-1\n", 1_000_000_000)
+    callers = Callers((), key_file=path, tokens=CallerTokens())
+    assert callers.load_file()
+    assert callers.file_usable is True
+    with capture("debug", "json") as captured:
+        if broken is None:
+            path.unlink()
+        else:
+            path.write_bytes(broken)
+        assert not callers.load_file()
+        assert not callers.load_file()  # said once, not at every read
+    assert callers.file_usable is False
+    assert callers.identify("Bearer k-1") == "billing"
+    unusable = [r for r in captured.records() if r["event"] == "api_keys_file_unusable"]
+    assert len(unusable) == 1
+    assert reason in unusable[0]["reason"]
+    assert unusable[0]["keys_in_force"] == 1
+    assert "k-2" not in captured.text()
+
+    _write(path, "billing:k-1\n", 2_000_000_000)
+    assert not callers.load_file()  # usable again, the same keys
+    assert callers.file_usable is True
