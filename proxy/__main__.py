@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from proxy import __version__
 from proxy.check import run_checks
 from proxy.observability.logging import configure_logging
+from proxy.observability.otel_env import otel_problems
 from proxy.sandbox import drift_is_valid
 from proxy.server import sandbox_settings, serve, start_sandbox
 from proxy.settings import Settings, describe_errors, secrets_dir_problem, uvloop_available
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_or_errors
     if not sandbox and (missing := settings.missing_credentials()):
         return _bad_settings(missing)
+    if tracing_problems := otel_problems(os.environ):
+        return _bad_settings(tracing_problems)
     if args.command == "check":
         # The report goes to stdout; the parts' own warnings (why Redis did not answer) to
         # stderr, and nothing below a warning, so the report stays readable.

@@ -193,3 +193,59 @@ async def test_unicode_spaces_in_a_bearer_key_are_part_of_the_key(
         assert response.status == 401, key
     ok = await client.get("/api/v1/products", headers={"Authorization": f"Bearer {API_KEY}"})
     assert ok.status == 200
+
+
+OTEL_SECRET = "0tel-s3cr3t-t0ken"
+
+
+def _proxy(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m proxy ARGS`` with ``env`` over a clean environment."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "proxy", *args],
+        env={**clean_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"OTEL_BSP_MAX_QUEUE_SIZE": "-5"}, ["OTEL_BSP_MAX_QUEUE_SIZE"]),
+        (
+            {"OTEL_BSP_MAX_QUEUE_SIZE": "10", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "20"},
+            ["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"],
+        ),
+        ({"OTEL_BSP_SCHEDULE_DELAY": "soon"}, ["OTEL_BSP_SCHEDULE_DELAY"]),
+        ({"OTEL_EXPORTER_OTLP_TIMEOUT": "inf"}, ["OTEL_EXPORTER_OTLP_TIMEOUT"]),
+        (
+            {"OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer {OTEL_SECRET},x"},
+            ["OTEL_EXPORTER_OTLP_HEADERS"],
+        ),
+        (
+            {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},
+            ["OTEL_TRACES_SAMPLER_ARG"],
+        ),
+    ],
+    ids=["queue", "batch-over-queue", "delay", "timeout", "headers", "ratio"],
+)
+@pytest.mark.parametrize("command", [(), ("check",)], ids=["serve", "check"])
+def test_otel_values_the_sdk_would_refuse_are_configuration_errors(
+    variables: dict[str, str], named: list[str], command: tuple[str, ...]
+) -> None:
+    result = _proxy({"OTEL_TRACES_EXPORTER": "otlp", **variables}, *command, "--sandbox")
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == named, result.stderr
+    assert all(line.startswith("configuration error: OTEL_") for line in lines)
+    assert OTEL_SECRET not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_otel_values_are_not_checked_while_tracing_is_off() -> None:
+    # Without OTEL_TRACES_EXPORTER the SDK reads none of them: nothing to refuse.
+    result = _proxy({"OTEL_BSP_MAX_QUEUE_SIZE": "-5"}, "check", "--sandbox")
+    assert result.returncode == 0, result.stdout + result.stderr
