@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import json
 import random
+from collections.abc import Callable
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from proxy.appkeys import FEED, SETTINGS
+from proxy.appkeys import CALLERS, FEED, SETTINGS
 from proxy.catalog.query import refuse_unknown
 from proxy.history.feed import ChangeFeed
 from proxy.history.records import VersionEvent
@@ -33,6 +34,12 @@ RECONNECT_MILLIS = 3000
 RETRY_AFTER_FULL = "5"
 LIFETIME_JITTER = 0.1
 _KEEPALIVE = b": keep-alive\n\n"
+# The last event of a stream whose key or caller token is no longer valid (no id: a client's
+# Last-Event-ID stays at the last version it got).
+_REVOKED = (
+    b'event: revoked\ndata: {"reason":"the API key or caller token this stream was opened '
+    b'with is no longer valid"}\n\n'
+)
 
 
 async def catalog_events(request: web.Request) -> web.StreamResponse:
@@ -74,6 +81,7 @@ async def catalog_events(request: web.Request) -> web.StreamResponse:
         # do not all end together.
         lifetime = settings.stream_max_age * random.uniform(1 - LIFETIME_JITTER, 1)  # noqa: S311
         stream = _Stream(response, request.transport, feed, settings.stream_keepalive, lifetime)
+        stream.still_allowed = _credential_check(request)
         with contextlib.suppress(ConnectionError, TimeoutError):
             await stream.run(last_id, epoch)
             await response.write_eof()
@@ -82,8 +90,27 @@ async def catalog_events(request: web.Request) -> web.StreamResponse:
         feed.close_stream()
 
 
+def _credential_check(request: web.Request) -> Callable[[], bool]:
+    """Whether the credential the stream was opened with still names the same caller.
+
+    A key removed since (a revocation) or a caller token expired or revoked since no longer
+    does; without keys there is nothing to revoke.
+    """
+    callers = request.app[CALLERS]
+    context = REQUEST.get()
+    if not callers.required or context is None:
+        return lambda: True
+    authorization = request.headers.get(hdrs.AUTHORIZATION)
+    caller = context.caller
+    return lambda: callers.identify(authorization) == caller
+
+
 class _Stream:
-    """One open event stream: where it is in the history, and how to write to it."""
+    """One open event stream: where it is in the history, and how to write to it.
+
+    ``still_allowed`` is asked before every event and keep-alive: once it says no, the stream
+    ends with a ``revoked`` event.
+    """
 
     def __init__(
         self,
@@ -99,6 +126,7 @@ class _Stream:
         self._feed = feed
         self._keepalive = keepalive
         self._lifetime = lifetime
+        self.still_allowed: Callable[[], bool] = lambda: True
 
     async def run(self, last_id: int | None, epoch: str | None) -> None:
         """Write events until the service stops or the reader goes away."""
@@ -109,6 +137,9 @@ class _Stream:
         ends_at = asyncio.get_running_loop().time() + self._lifetime
         try:
             while not closing.done():
+                if not self.still_allowed():
+                    await self._write(_REVOKED)
+                    return
                 changed = self._feed.changed()
                 history = self._feed.history
                 if history is not None and history.current is not None:
@@ -126,6 +157,8 @@ class _Stream:
                 )
                 waiting.cancel()
                 if not done and left > self._keepalive:
+                    if not self.still_allowed():
+                        continue  # ended above, with its revoked event
                     await self._write(_KEEPALIVE)
         finally:
             closing.cancel()

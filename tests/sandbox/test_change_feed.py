@@ -9,6 +9,7 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,7 +22,7 @@ from proxy.app import create_app
 from proxy.appkeys import FEED, METRICS
 from tests.support.events import EventReader
 from tests.support.net import HOST
-from tests.support.sandbox import MakeProxy, Sandbox
+from tests.support.sandbox import MakeProxy, Sandbox, basic_auth
 from tests.support.settings import make_settings
 from tests.support.waiting import eventually
 
@@ -394,6 +395,46 @@ async def test_idle_streams_get_keepalive_comments(make_proxy: MakeProxy) -> Non
             await reader.next(within=0.7)
 
     assert reader.comments.count(": keep-alive") >= 2
+
+
+@pytest.mark.parametrize("credential", ["key", "caller-token"])
+async def test_a_stream_ends_with_revoked_once_its_credential_is_revoked(
+    make_proxy: MakeProxy, sandbox: Sandbox, tmp_path: Path, credential: str
+) -> None:
+    keys = tmp_path / "api-keys"
+    keys.write_text("billing:billing-k1\nportal:portal-k1\n")
+    client = await _proxy(
+        make_proxy, api_keys_file=str(keys), api_keys_reload_interval=0.05, stream_keepalive=0.2
+    )
+    bearer = "billing-k1"
+    if credential == "caller-token":
+        grant = await client.post(
+            "/management-api/oauth/token",
+            json={"grant_type": "client_credentials"},
+            headers={"Authorization": basic_auth("billing", "billing-k1")},
+        )
+        bearer = (await grant.json())["access_token"]
+    headers = {"Authorization": f"Bearer {bearer}"}
+
+    async with (
+        _stream(client, headers) as reader,
+        _stream(client, {"Authorization": "Bearer portal-k1"}) as other,
+    ):
+        assert (await reader.next())["id"] == "1"
+        assert (await other.next())["id"] == "1"
+        keys.write_text("portal:portal-k1\n")  # billing's key revoked
+        revoked = await reader.next(within=5)
+        with pytest.raises(EOFError):
+            await reader.next(within=2)
+        # Another caller's stream goes on, and gets the next version; only it holds a slot.
+        await _change(sandbox, client, 2, _price_and_quantity)
+        assert (await other.next())["id"] == "2"
+        metrics = (await (await client.get("/metrics")).text()).splitlines()
+        assert "product_proxy_event_streams 1.0" in metrics
+
+    assert revoked["event"] == "revoked"
+    assert "id" not in revoked
+    assert "no longer valid" in json.loads(revoked["data"])["reason"]
 
 
 async def test_streams_beyond_the_limit_get_503(make_proxy: MakeProxy) -> None:
