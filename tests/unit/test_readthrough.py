@@ -530,3 +530,47 @@ async def test_stale_answers_are_reused_like_hits_and_read_the_store_once_a_seco
     assert later is not first
     assert int(later.age) == int(first.age) + 1
     assert store.reads == reads + 1
+
+
+class FlakyStore(CountingStore):
+    """A store whose reads fail (a miss, and the store says degraded) while ``failing``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+
+    @property
+    def state(self) -> str:
+        return "degraded" if self.failing else "ok"
+
+    async def get(self, key: str) -> bytes | None:
+        if self.failing:
+            self.reads += 1
+            return None
+        return await super().get(key)
+
+
+async def test_an_announced_entry_is_read_once_the_store_answers_again(
+    loader: Loader, clock: FakeClock
+) -> None:
+    store = FlakyStore()
+    cache = make_cache(store, loader, clock)
+    try:
+        first = (await cache.get()).entry
+        clock.advance(10)
+        newer = CatalogEntry.create(b'["from another replica"]', "application/json", clock())
+        await store.set(KEY, newer.to_bytes(), ttl=10_000)
+        store.failing = True
+        cache.shared_changed()
+
+        during = await cache.get()  # the read fails: still the entry held, still fresh
+        assert during.entry == first
+        assert cache.hit() is None  # the announced change is still to be read
+        store.failing = False
+        after = await cache.get()
+    finally:
+        await cache.close()
+
+    assert after.entry == newer
+    assert cache.hit() is not None
+    assert loader.calls == 1
