@@ -36,8 +36,10 @@ def _gzipped_answer(request: web.Request, lookup: Lookup) -> Answer:
 
 def _answer(request: web.Request, lookup: Lookup, *, gzipped: bool) -> Answer:
     entry = lookup.entry
-    # A different coding is a different representation, so it gets its own strong ETag.
-    etag = f'{entry.etag[:-1]}-gzip"' if gzipped else entry.etag
+    # The compressed variant's ETag is the weak form of the identity one (as nginx does): one
+    # published etag (versions, events, webhooks) then validates for every client, gzip or
+    # not, under If-None-Match's weak comparison.
+    etag = f"W/{entry.etag}" if gzipped else entry.etag
     not_modified = CIMultiDict(cache_headers(lookup, etag))
     not_modified["Vary"] = "Accept-Encoding"
     headers = not_modified.copy()
