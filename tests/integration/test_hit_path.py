@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,16 @@ async def test_the_published_etag_validates_for_a_client_that_accepts_gzip(
     # webhooks publish the catalog's identity ETag.
     client = await make_proxy()
     await client.get("/v1/products")
-    listed = await (await client.get("/api/v1/catalog/versions")).json()
+    listed: dict[str, Any] = {"versions": []}
+
+    async def recorded() -> bool:
+        listed.update(await (await client.get("/api/v1/catalog/versions")).json())
+        return bool(listed["versions"])
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while not await recorded():  # the change feed records the first version within a second
+        assert asyncio.get_running_loop().time() < deadline, listed
+        await asyncio.sleep(0.05)
     published = listed["versions"][0]["etag"]
     answer = await client.get(
         "/v1/products", headers={"Accept-Encoding": "gzip, deflate", "If-None-Match": published}
