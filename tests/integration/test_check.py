@@ -44,7 +44,13 @@ async def _run(env: dict[str, str], *args: str) -> Outcome:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    except TimeoutError:
+        # A command that should have ended (refused its settings) serves instead: no leftover.
+        process.kill()
+        await process.wait()
+        raise
     assert process.returncode is not None
     return Outcome(process.returncode, stdout.decode(), stderr.decode())
 
