@@ -244,8 +244,7 @@ class CatalogCache:
             # only add load. hit() has already answered a fresh entry.
             self._refresh_in_background()
             return self._stale(local, now)
-        announced, self._shared_changed = self._shared_changed, False
-        entry = await self._newest_shared(announced=announced)
+        entry = await self._newest_shared()
         now = self._clock()
         if entry is not None and self._freshness.is_fresh(entry, now):
             return self._lookup(entry, Outcome.HIT, now)
@@ -324,13 +323,15 @@ class CatalogCache:
         self._memo = lookup
         return lookup
 
-    async def _newest_shared(self, *, announced: bool = False) -> CatalogEntry | None:
+    async def _newest_shared(self) -> CatalogEntry | None:
         """Adopt the stored entry if it is newer than ours; return the newest of the two.
 
-        ``announced``: another replica said it stored a new entry. When the store cannot be
-        read, that stays to be read (by the next lookup, or the keeper a moment later), so a
-        Redis hiccup at the wrong moment does not keep the old catalog until its TTL.
+        This read takes any announcement noted before it (:meth:`shared_changed`). When the
+        store cannot be read, the announcement stays to be read (by the next lookup, or the
+        keeper a moment later), so a Redis hiccup at the wrong moment does not keep the old
+        catalog until its TTL.
         """
+        announced, self._shared_changed = self._shared_changed, False
         # Concurrent lookups share one store read: a cold burst costs one round trip.
         raw, _ = await self._reads.run(self._read_store)
         self._read_at = self._timer()
@@ -441,8 +442,7 @@ class CatalogCache:
             await self._sleep(self._freshness.ttl_left(local, now))
             return
         if self._shared_changed or self._timer() - self._read_at >= STORE_READ_INTERVAL:
-            announced, self._shared_changed = self._shared_changed, False
-            entry = await self._newest_shared(announced=announced)
+            entry = await self._newest_shared()
             if self._shared_changed:
                 # The announced entry could not be read: again in a moment, not in a loop.
                 await self._sleep(STORE_READ_INTERVAL / 4)

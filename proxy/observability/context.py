@@ -75,3 +75,10 @@ ANONYMOUS = "anonymous"
 """The caller of a request that needs no key, or of any request while no keys are set."""
 UNAUTHENTICATED = "unauthenticated"
 """The caller of a request refused for a missing or wrong key."""
+
+
+def name_caller(caller: str) -> None:
+    """Count and log the current request under ``caller`` (a handler that identifies its own)."""
+    context = REQUEST.get()
+    if context is not None:
+        context.caller = caller

@@ -21,7 +21,7 @@ from proxy.appkeys import CALLERS
 from proxy.callers.keys import ApiKey
 from proxy.callers.registry import as_bytes
 from proxy.callers.tokens import LIFETIME
-from proxy.observability.context import ANONYMOUS, REQUEST, UNAUTHENTICATED
+from proxy.observability.context import ANONYMOUS, UNAUTHENTICATED, name_caller
 
 # A token request is a few dozen bytes; anything far larger is refused unread.
 MAX_BODY = 4096
@@ -44,10 +44,10 @@ async def issue_token(request: web.Request) -> web.Response:
     else:
         key = _match(*credentials, callers.keys)
         if key is None:
-            _name_caller(UNAUTHENTICATED)
+            name_caller(UNAUTHENTICATED)
             return _refuse("CognitoAuthenticationError", "User does not exist.")
         token, caller = callers.tokens.issue(key.name, key), key.name
-        _name_caller(caller)
+        name_caller(caller)
     answer = {
         "status_code": 200,
         "access_token": token,
@@ -106,13 +106,6 @@ def _match(client_id: str, secret: str, keys: tuple[ApiKey, ...]) -> ApiKey | No
         if same and key.name == client_id and found is None:
             found = key
     return found
-
-
-def _name_caller(caller: str) -> None:
-    """Count and log this request under ``caller``: its credentials name it, not a bearer."""
-    context = REQUEST.get()
-    if context is not None:
-        context.caller = caller
 
 
 def _refuse(code: str, message: str) -> web.Response:

@@ -80,8 +80,14 @@ async def catalog_events(request: web.Request) -> web.StreamResponse:
         # A little less than the most, at random: streams opened together (after a restart)
         # do not all end together.
         lifetime = settings.stream_max_age * random.uniform(1 - LIFETIME_JITTER, 1)  # noqa: S311
-        stream = _Stream(response, request.transport, feed, settings.stream_keepalive, lifetime)
-        stream.still_allowed = _credential_check(request)
+        stream = _Stream(
+            response,
+            request.transport,
+            feed,
+            settings.stream_keepalive,
+            lifetime,
+            still_allowed=_credential_check(request),
+        )
         with contextlib.suppress(ConnectionError, TimeoutError):
             await stream.run(last_id, epoch)
             await response.write_eof()
@@ -109,7 +115,7 @@ class _Stream:
     """One open event stream: where it is in the history, and how to write to it.
 
     ``still_allowed`` is asked before every event and keep-alive: once it says no, the stream
-    ends with a ``revoked`` event.
+    ends with a ``revoked`` event instead.
     """
 
     def __init__(
@@ -119,6 +125,8 @@ class _Stream:
         feed: ChangeFeed,
         keepalive: float,
         lifetime: float,
+        *,
+        still_allowed: Callable[[], bool],
     ) -> None:
         self._response = response
         self._transport = transport
@@ -126,7 +134,7 @@ class _Stream:
         self._feed = feed
         self._keepalive = keepalive
         self._lifetime = lifetime
-        self.still_allowed: Callable[[], bool] = lambda: True
+        self._still_allowed = still_allowed
 
     async def run(self, last_id: int | None, epoch: str | None) -> None:
         """Write events until the service stops or the reader goes away."""
@@ -137,8 +145,7 @@ class _Stream:
         ends_at = asyncio.get_running_loop().time() + self._lifetime
         try:
             while not closing.done():
-                if not self.still_allowed():
-                    await self._write(_REVOKED)
+                if await self._revoked():
                     return
                 changed = self._feed.changed()
                 history = self._feed.history
@@ -157,11 +164,18 @@ class _Stream:
                 )
                 waiting.cancel()
                 if not done and left > self._keepalive:
-                    if not self.still_allowed():
-                        continue  # ended above, with its revoked event
+                    if await self._revoked():
+                        return
                     await self._write(_KEEPALIVE)
         finally:
             closing.cancel()
+
+    async def _revoked(self) -> bool:
+        """End with a ``revoked`` event if the credential no longer holds; say whether it did."""
+        if self._still_allowed():
+            return False
+        await self._write(_REVOKED)
+        return True
 
     async def _catch_up(
         self, history: History, cursor: tuple[str | None, int] | None

@@ -28,6 +28,7 @@ from proxy.observability.context import (
     REQUEST,
     UNAUTHENTICATED,
     RequestContext,
+    name_caller,
     parse_traceparent,
 )
 from proxy.observability.metrics import Metrics
@@ -189,11 +190,9 @@ class RequestPipeline:
     async def _unmatched(self, request: web.Request) -> web.StreamResponse:
         """Refuse a path or method no route takes: 401 where a key is due, else 405 or 404."""
         callers = self._callers
-        context = REQUEST.get()
         if callers.required and request.path.startswith(PROTECTED_PREFIXES):
             caller = callers.identify(request.headers.get(hdrs.AUTHORIZATION))
-            if context is not None:
-                context.caller = caller or UNAUTHENTICATED
+            name_caller(caller or UNAUTHENTICATED)
             if caller is None:
                 return unauthorized(_KEY_REQUIRED)
         allowed: set[str] = set()

@@ -21,6 +21,7 @@ from proxy.callers.keys import fingerprint
 from tests.support.logs import Captured, capture
 from tests.support.sandbox import MakeProxy, Sandbox
 from tests.support.settings import REPO_ROOT
+from tests.support.waiting import until
 
 Client = TestClient[web.Request, web.Application]
 BILLING_KEY = "billing-key-8c1d0e"
@@ -424,11 +425,11 @@ async def _key_file_usable(client: Client) -> str:
     return "\n".join(lines)
 
 
-async def _until_key_file_usable(client: Client, expected: str, within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while (found := await _key_file_usable(client)) != expected:
-        assert asyncio.get_running_loop().time() < deadline, found
-        await asyncio.sleep(0.05)
+async def _until_key_file_usable(client: Client, expected: str) -> None:
+    async def shown() -> bool:
+        return await _key_file_usable(client) == expected
+
+    await until(shown, 5, f"/metrics shows {expected}")
 
 
 async def test_the_key_file_metric_follows_the_file_and_the_last_keys_hold(

@@ -10,7 +10,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -28,7 +28,7 @@ from tests.support.load import burst, spread, steady_load
 from tests.support.processes import ProxyFleet, SandboxProcess
 from tests.support.redis import RedisNode
 from tests.support.sandbox import MakeProxy, Sandbox
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, until
 
 pytestmark = [pytest.mark.slow]
 
@@ -57,7 +57,7 @@ async def _replicas(make_proxy: MakeProxy, count: int, **settings: Any) -> list[
     do that before any traffic in a real deployment, and so does this.
     """
     replicas = [await make_proxy(**settings) for _ in range(count)]
-    await _until(lambda: _all_store_ok(replicas), 10, "every replica reaches the cluster")
+    await until(lambda: _all_store_ok(replicas), 10, "every replica reaches the cluster")
     return replicas
 
 
@@ -90,13 +90,6 @@ async def _count(client: Client) -> int:
 
 async def _store_ok(client: Client) -> bool:
     return bool((await _readyz(client))["store"] == {"state": "ok", "reachable": True})
-
-
-async def _until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, f"not within {within} s: {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_cold_stampede_over_three_replicas_fetches_once(
@@ -180,7 +173,7 @@ async def test_the_listener_moves_on_when_its_node_dies(
 ) -> None:
     replicas = await _warm_listening_replicas(make_proxy, sandbox, redis_cluster)
     channel = _keys(replicas[0]).events
-    listened = await asyncio.to_thread(_subscribers, redis_cluster, channel)
+    listened = await asyncio.to_thread(redis_cluster.subscribers, channel)
     assert sum(listened.values()) == 3, listened
     port = max(listened, key=lambda each: listened[each])
 
@@ -193,12 +186,12 @@ async def test_the_listener_moves_on_when_its_node_dies(
 
     async def all_resubscribed() -> bool:
         moved.clear()
-        moved.update(await asyncio.to_thread(_subscribers, redis_cluster, channel))
+        moved.update(await asyncio.to_thread(redis_cluster.subscribers, channel))
         return sum(moved.values()) == 3
 
-    await _until(all_resubscribed, 10, "every replica subscribes on a live node")
+    await until(all_resubscribed, 10, "every replica subscribes on a live node")
     assert port not in moved
-    await _until(lambda: _all_store_ok(replicas), 20, "every replica's store is ok again")
+    await until(lambda: _all_store_ok(replicas), 20, "every replica's store is ok again")
     sandbox.state.catalog = sandbox.state.catalog[:3]
     await _refresh_and_see_it_spread(replicas, expected=3)
 
@@ -233,7 +226,7 @@ async def test_killing_the_deployments_master_under_load_fails_no_request(
     statuses = [reply.status for reply in replies]
     assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
     assert len(replies) > 300
-    await _until(lambda: _all_store_ok(replicas), 20, "every replica's store is ok again")
+    await until(lambda: _all_store_ok(replicas), 20, "every replica's store is ok again")
     await eventually(lambda: all(_plane(r).listening for r in replicas), within=10)
 
     # Coalescing works again: the keepers refresh ahead once per TTL for all three replicas
@@ -290,7 +283,7 @@ async def test_a_failover_while_idle_costs_no_extra_fetch(
     # open (each replica alone, by design); once the replica is promoted, they coalesce again.
     await asyncio.to_thread(redis_cluster.kill, master)
     await asyncio.to_thread(redis_cluster.wait_failover, slot)
-    await _until(lambda: _all_store_ok(replicas), 20, "every replica's store is ok again")
+    await until(lambda: _all_store_ok(replicas), 20, "every replica's store is ok again")
     before = sandbox.state.products_requests
     started = time.monotonic()
     await asyncio.sleep(2 * ttl + 0.2)
@@ -346,7 +339,7 @@ async def test_three_processes_configured_by_environment_share_the_cluster(
             stores = [(await _process_readyz(url))["store"] for url in fleet.urls]
             return stores == [{"state": "ok", "reachable": True}] * 3
 
-        await _until(all_reach_the_cluster, 10, "every process reaches the cluster")
+        await until(all_reach_the_cluster, 10, "every process reaches the cluster")
         # Slow enough that every request arrives while the one fetch runs.
         await sandbox_process.set_faults(products_latency=1.5)
         replies = await spread(fleet.urls, "/v1/products", 300)
@@ -387,22 +380,9 @@ async def _refresh_and_see_it_spread(replicas: list[Client], *, expected: int) -
     async def others_see_it() -> bool:
         return all([await _count(other) == expected for other in others])
 
-    await _until(others_see_it, 1.0, "the other replicas adopt the refreshed catalog")
+    await until(others_see_it, 1.0, "the other replicas adopt the refreshed catalog")
     # Their copies were fresh for 300 s: only the announcement can have made them look.
     assert time.monotonic() - refreshed < 1.0
-
-
-def _subscribers(cluster: LocalCluster, channel: str) -> dict[int, int]:
-    """How many clients listen to ``channel`` on each live node's port (none: left out)."""
-    counts: dict[int, int] = {}
-    for node in cluster.nodes:
-        if not node.alive:
-            continue
-        reply = cluster.command(node, "PUBSUB", "NUMSUB", channel)
-        count = int(reply[1])
-        if count:
-            counts[node.port] = count
-    return counts
 
 
 def _kill_and_heal(cluster: LocalCluster, node: RedisNode) -> None:

@@ -11,7 +11,6 @@ the window's edges still passes), where replicas that lost each other would fetc
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,7 +27,7 @@ from tests.support.load import steady_load
 from tests.support.redis import RedisNode
 from tests.support.sandbox import MakeProxy, Sandbox
 from tests.support.sentinel import SentinelCluster
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -79,13 +78,10 @@ async def _reads_the_store(replica: Client) -> bool:
 
 
 async def _seconds_until_all_use_the_store(replicas: list[Client], within: float) -> float:
-    started = time.monotonic()
-    while True:
-        if all([await _reads_the_store(replica) for replica in replicas]):
-            return time.monotonic() - started
-        elapsed = time.monotonic() - started
-        assert elapsed < within, f"not every replica reads the store {within} s after promotion"
-        await asyncio.sleep(0.02)
+    async def all_read() -> bool:
+        return all([await _reads_the_store(replica) for replica in replicas])
+
+    return await until(all_read, within, "every replica reads the store after the promotion")
 
 
 async def _fetches_per_period(sandbox: Sandbox, replicas: list[Client]) -> float:
@@ -190,17 +186,6 @@ def _spread_names(count: int, nodes: int) -> list[str]:
     raise AssertionError("no spread names found")
 
 
-def _subscribed(cluster: LocalCluster, channel: str) -> dict[int, int]:
-    """How many clients listen to ``channel`` on each answering node's port (none: left out)."""
-    counts: dict[int, int] = {}
-    for node in cluster.nodes:
-        if node.answering:
-            count = int(cluster.command(node, "PUBSUB", "NUMSUB", channel)[1])
-            if count:
-                counts[node.port] = count
-    return counts
-
-
 async def test_replicas_spread_their_subscriptions_over_the_cluster_by_name(
     make_proxy: MakeProxy, redis_cluster: LocalCluster
 ) -> None:
@@ -216,7 +201,7 @@ async def test_replicas_spread_their_subscriptions_over_the_cluster_by_name(
     await eventually(lambda: all(plane.listening for plane in redis_planes), within=10)
     channel = _keys(replicas[0]).events
 
-    subscribed = await asyncio.to_thread(_subscribed, redis_cluster, channel)
+    subscribed = await asyncio.to_thread(redis_cluster.subscribers, channel)
 
     expected = {ports[first_subscription_node(name) % len(ports)]: 1 for name in names}
     assert subscribed == expected

@@ -199,6 +199,16 @@ class LocalCluster:
         """Run one command on ``node`` and return redis-py's answer."""
         return node_command(node.port, *args, password=self.password)
 
+    def subscribers(self, channel: str) -> dict[int, int]:
+        """How many clients listen to ``channel`` on each answering node's port (none: left out)."""
+        counts: dict[int, int] = {}
+        for node in self.nodes:
+            if node.answering:
+                count = int(self.command(node, "PUBSUB", "NUMSUB", channel)[1])
+                if count:
+                    counts[node.port] = count
+        return counts
+
     def _answers(self, node: RedisNode, *args: Any) -> Any:
         """Like :meth:`command`, but None when the node cannot be reached or refuses."""
         try:
