@@ -16,7 +16,8 @@ from proxy.check import run_checks
 from proxy.observability.logging import configure_logging
 from proxy.observability.otel_env import otel_problems
 from proxy.sandbox import drift_is_valid
-from proxy.server import sandbox_settings, serve, start_sandbox
+from proxy.sandbox.catalog import CATALOG_STYLES
+from proxy.server import SandboxOptions, sandbox_settings, serve, start_sandbox
 from proxy.settings import Settings, describe_errors, secrets_dir_problem, uvloop_available
 
 EXIT_BAD_SETTINGS = 2
@@ -26,17 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; exit status 2 with one line per bad setting."""
     parser = _parser()
     args = parser.parse_args(argv)
-    sandbox = args.sandbox or getattr(args, "check_sandbox", False)
-    if args.sandbox_drift is not None:
-        if not sandbox:
-            parser.error("--sandbox-drift needs --sandbox (it changes the emulator's catalog)")
-        if not drift_is_valid(args.sandbox_drift):
-            parser.error("--sandbox-drift must be a number of seconds > 0")
+    sandbox = _sandbox_options(parser, args)
     settings_or_errors = load_settings(os.environ)
     if isinstance(settings_or_errors, list):
         return _bad_settings(settings_or_errors)
     settings = settings_or_errors
-    if not sandbox and (missing := settings.missing_credentials()):
+    if sandbox is None and (missing := settings.missing_credentials()):
         return _bad_settings(missing)
     if tracing_problems := otel_problems(os.environ):
         return _bad_settings(tracing_problems)
@@ -47,8 +43,28 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_check(settings, sandbox=sandbox))
     configure_logging(settings.log_level, settings.log_format)
     with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
-        runner.run(serve(settings, sandbox=sandbox, sandbox_drift=args.sandbox_drift))
+        runner.run(serve(settings, sandbox=sandbox))
     return 0
+
+
+def _sandbox_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> SandboxOptions | None:
+    """Return the emulator's options under ``--sandbox``, else None; exit 2 on a misuse."""
+    sandbox = args.sandbox or getattr(args, "check_sandbox", False)
+    for flag, value in (
+        ("--sandbox-drift", args.sandbox_drift),
+        ("--sandbox-catalog", args.sandbox_catalog),
+    ):
+        if value is not None and not sandbox:
+            parser.error(f"{flag} needs --sandbox (it sets up the emulator's catalog)")
+    if not sandbox:
+        return None
+    if args.sandbox_drift is not None and not drift_is_valid(args.sandbox_drift):
+        parser.error("--sandbox-drift must be a number of seconds > 0")
+    return SandboxOptions(
+        drift=args.sandbox_drift, catalog_style=args.sandbox_catalog or CATALOG_STYLES[0]
+    )
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings | list[str]:
@@ -85,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
         help="with --sandbox: change the emulator's catalog every SECONDS (a fixed cycle: a "
         "price, an order limit, a product added and removed again)",
     )
+    parser.add_argument(
+        "--sandbox-catalog",
+        choices=CATALOG_STYLES,
+        help="with --sandbox: irregular (the default: the odd shapes real bodies have) or strict "
+        "(the same products valid against 1NCE's published Product schema, for clients "
+        "generated from it)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="command")
     check = commands.add_parser(
         "check",
@@ -100,10 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _check(settings: Settings, *, sandbox: bool) -> int:
+async def _check(settings: Settings, *, sandbox: SandboxOptions | None) -> int:
     async with AsyncExitStack() as stack:
-        if sandbox:
-            settings = sandbox_settings(settings, await start_sandbox(stack))
+        if sandbox is not None:
+            settings = sandbox_settings(settings, await start_sandbox(stack, sandbox))
         return await run_checks(settings, sys.stdout)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -14,6 +15,7 @@ from proxy.app import create_app
 from proxy.appkeys import LIFECYCLE
 from proxy.observability.tracing import start_tracing
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, create_sandbox_app
+from proxy.sandbox.catalog import CatalogStyle
 from proxy.settings import Settings
 from proxy.web.management import create_management_app
 
@@ -22,12 +24,19 @@ logger = structlog.get_logger(__name__)
 MANAGEMENT_SHUTDOWN_TIMEOUT = 1.0
 
 
-async def start_sandbox(stack: AsyncExitStack, *, drift: float | None = None) -> str:
-    """Start the 1NCE emulator on a free loopback port; return its base URL.
+@dataclass(frozen=True)
+class SandboxOptions:
+    """How the in-process 1NCE emulator of ``--sandbox`` runs."""
 
-    With ``drift``, its catalog changes every ``drift`` seconds (see ``SandboxState.drift``).
-    """
-    app = create_sandbox_app(drift=drift)
+    drift: float | None = None
+    """Seconds between catalog changes (see ``SandboxState.drift``); None: no drift."""
+    catalog_style: CatalogStyle = "irregular"
+    """Which built-in catalog it serves (see ``proxy.sandbox.catalog.CatalogStyle``)."""
+
+
+async def start_sandbox(stack: AsyncExitStack, options: SandboxOptions) -> str:
+    """Start the 1NCE emulator on a free loopback port; return its base URL."""
+    app = create_sandbox_app(catalog_style=options.catalog_style, drift=options.drift)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
@@ -51,23 +60,25 @@ def sandbox_settings(settings: Settings, upstream_url: str) -> Settings:
     )
 
 
-async def serve(
-    settings: Settings, *, sandbox: bool = False, sandbox_drift: float | None = None
-) -> None:
+async def serve(settings: Settings, *, sandbox: SandboxOptions | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then stop taking traffic and let requests finish.
 
-    With ``sandbox``, the upstream is the built-in emulator, whose catalog changes every
-    ``sandbox_drift`` seconds when that is given.
+    With ``sandbox``, the upstream is the built-in emulator, run as it says.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with AsyncExitStack() as stack:
-        if sandbox:
-            upstream_url = await start_sandbox(stack, drift=sandbox_drift)
+        if sandbox is not None:
+            upstream_url = await start_sandbox(stack, sandbox)
             settings = sandbox_settings(settings, upstream_url)
-            logger.info("sandbox_started", upstream_url=upstream_url, drift_seconds=sandbox_drift)
+            logger.info(
+                "sandbox_started",
+                upstream_url=upstream_url,
+                drift_seconds=sandbox.drift,
+                catalog=sandbox.catalog_style,
+            )
         # Spans only when the otel extra is installed and OTEL_* asks for them; flushed last.
         tracing = start_tracing()
         if tracing is not None:
@@ -101,7 +112,7 @@ async def serve(
             host=settings.host,
             port=settings.port,
             management_port=settings.management_port,
-            sandbox=sandbox,
+            sandbox=sandbox is not None,
         )
         await stop.wait()
         # Readiness turns false first (on both ports: they share the lifecycle), so

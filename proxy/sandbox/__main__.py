@@ -15,6 +15,7 @@ from proxy.sandbox.app import (
     create_sandbox_app,
     drift_is_valid,
 )
+from proxy.sandbox.catalog import CATALOG_STYLES
 
 _MAX_PORT = 65535
 
@@ -27,6 +28,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8081, help="port to listen on; 0 picks one")
     parser.add_argument(
         "--token-ttl", type=int, default=3600, help="seconds an issued token stays valid"
+    )
+    parser.add_argument(
+        "--catalog",
+        choices=CATALOG_STYLES,
+        default=CATALOG_STYLES[0],
+        help="irregular: the odd shapes real bodies have (nulls, a single charge object, unknown "
+        "fields); strict: the same products valid against 1NCE's published Product schema",
     )
     parser.add_argument(
         "--drift",
@@ -47,7 +55,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Serve the emulator until interrupted, after one line giving its URL and credentials."""
     arguments = _arguments(argv)
-    app = create_sandbox_app(token_ttl=arguments.token_ttl, drift=arguments.drift)
+    app = create_sandbox_app(
+        token_ttl=arguments.token_ttl, catalog_style=arguments.catalog, drift=arguments.drift
+    )
     # Binding here, before serving, tells the real port when --port is 0.
     try:
         family = socket.getaddrinfo(arguments.host, arguments.port, type=socket.SOCK_STREAM)[0][0]
@@ -62,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     def announce(_message: str) -> None:
         sys.stdout.write(
             f"1NCE sandbox on {url} (client id {SANDBOX_CLIENT_ID}, "
-            f"client secret {SANDBOX_CLIENT_SECRET}, token TTL {arguments.token_ttl} s{drift})\n"
+            f"client secret {SANDBOX_CLIENT_SECRET}, token TTL {arguments.token_ttl} s, "
+            f"{arguments.catalog} catalog{drift})\n"
         )
         sys.stdout.flush()
 

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from aiohttp import hdrs, web
 
-from proxy.sandbox.catalog import default_catalog, drifted
+from proxy.sandbox.catalog import CatalogStyle, builtin_catalog, default_catalog, drifted
 from proxy.sandbox.faults import Faults
 
 SANDBOX_CLIENT_ID = "sandbox-client"
@@ -72,6 +72,8 @@ class SandboxState:
     """The faults being injected; tests may change them at any time."""
     catalog: list[dict[str, Any]] = field(default_factory=default_catalog)
     """The products served; tests may replace it to see a refresh."""
+    catalog_style: CatalogStyle = "irregular"
+    """The built-in catalog `reset` goes back to (`create_sandbox_app` starts with it too)."""
     client_id: str = SANDBOX_CLIENT_ID
     """The client id the token endpoint accepts."""
     client_secret: str = field(default=SANDBOX_CLIENT_SECRET, repr=False)
@@ -148,14 +150,14 @@ class SandboxState:
         self.streams_cut = 0
 
     def reset(self) -> None:
-        """Back to a new emulator: faults off, counters zero, no tokens, default catalog.
+        """Back to a new emulator: faults off, counters zero, no tokens, built-in catalog.
 
         Drift starts its cycle again from the first step.
         """
         self.faults.reset()
         self.reset_counters()
         self.tokens.clear()
-        self.catalog = default_catalog()
+        self.catalog = builtin_catalog(self.catalog_style)
         self.drift_steps = 0
 
     def stats(self) -> dict[str, Any]:
@@ -174,6 +176,7 @@ class SandboxState:
             "streamed_bytes": self.streamed_bytes,
             "streams_cut": self.streams_cut,
             "catalog_size": len(self.catalog),
+            "catalog_style": self.catalog_style,
             "drift_steps": self.drift_steps,
             "token_ttl": self.token_ttl,
             "faults": self.faults.as_dict(),
@@ -200,14 +203,16 @@ def create_sandbox_app(
     client_secret: str = SANDBOX_CLIENT_SECRET,
     token_ttl: int = 3600,
     catalog: list[dict[str, Any]] | None = None,
+    catalog_style: CatalogStyle = "irregular",
     drift: float | None = None,
 ) -> web.Application:
     """Build the 1NCE emulator as an aiohttp application.
 
     The upstream routes are served both at the root and under `/management-api`, so either
     `http://host:port` or `http://host:port/management-api` works as the base URL. The control
-    API lives under `/_sandbox`. When `state` is given, the other arguments but `drift` are
-    ignored. With `drift` (seconds, > 0), the catalog takes the next step of
+    API lives under `/_sandbox`. Without ``catalog``, the built-in catalog in ``catalog_style``
+    is served (`proxy.sandbox.catalog.CatalogStyle`). When `state` is given, the other arguments
+    but `drift` are ignored. With `drift` (seconds, > 0), the catalog takes the next step of
     `SandboxState.drift` every `drift` seconds while the app runs, each logged as
     ``sandbox_drift``.
     """
@@ -217,7 +222,8 @@ def create_sandbox_app(
         if token_ttl < 1:
             raise ValueError("token_ttl must be at least 1 second")
         state = SandboxState(
-            catalog=default_catalog() if catalog is None else catalog,
+            catalog=builtin_catalog(catalog_style) if catalog is None else catalog,
+            catalog_style=catalog_style,
             client_id=client_id,
             client_secret=client_secret,
             token_ttl=token_ttl,

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, get_args
+
+CatalogStyle = Literal["irregular", "strict"]
+"""Which built-in catalog the emulator serves.
+
+``irregular`` (the default) has the odd shapes real bodies have; ``strict`` is the same products
+made valid against 1NCE's published ``Product`` schema, for clients generated from it.
+"""
+CATALOG_STYLES: tuple[CatalogStyle, ...] = get_args(CatalogStyle)
+"""Every `CatalogStyle`, default first."""
 
 DRIFT_CYCLE = 4
 """Drift steps in one cycle: a price, an order limit, a product added, the same removed."""
@@ -408,8 +417,57 @@ def default_catalog() -> list[dict[str, Any]]:
     ]
 
 
+# 1NCE's published Product and Charge schemas, field by field, in their order.
+_PRODUCT_FIELDS = (
+    "id",
+    "product",
+    "material",
+    "package_size",
+    "minQuantity",
+    "maxQuantity",
+    "maxQuantityPerCustomer",
+    "min_contract_duration",
+    "one_time_charges",
+    "recurring_charges",
+)
+_CHARGE_LISTS = ("one_time_charges", "recurring_charges")
+_CHARGE_FIELDS = ("name", "amount_net", "currency")
+
+
+def builtin_catalog(style: CatalogStyle) -> list[dict[str, Any]]:
+    """Return a fresh copy of the built-in catalog in ``style``.
+
+    Both styles hold the same products, so drift and the tests' ids work on either.
+    """
+    products = default_catalog()
+    return products if style == "irregular" else [strict_product(item) for item in products]
+
+
+def strict_product(product: dict[str, Any]) -> dict[str, Any]:
+    """Return ``product`` as 1NCE's published ``Product`` schema allows it.
+
+    Only the schema's fields, no nulls (an absent optional field instead; no charges are an
+    empty list), and a single charge object becomes a list of one.
+    """
+    strict: dict[str, Any] = {}
+    for name in _PRODUCT_FIELDS:
+        value = product.get(name)
+        if name in _CHARGE_LISTS:
+            charges = [] if value is None else value if isinstance(value, list) else [value]
+            strict[name] = [
+                {key: charge[key] for key in _CHARGE_FIELDS if charge.get(key) is not None}
+                for charge in charges
+            ]
+        elif value is not None:
+            strict[name] = value
+    return strict
+
+
 def drift_product() -> dict[str, Any]:
-    """Return a fresh copy of the product drift adds: a 50 GB High Data IoT add-on."""
+    """Return a fresh copy of the product drift adds: a 50 GB High Data IoT add-on.
+
+    It is valid against 1NCE's published schema, so drift keeps a ``strict`` catalog strict.
+    """
     return {
         "id": DRIFT_NEW_PRODUCT,
         "product": "1NCE High Data IoT Add-on - 50 GB",
@@ -417,7 +475,6 @@ def drift_product() -> dict[str, Any]:
         "package_size": 1,
         "minQuantity": 1,
         "maxQuantity": 500,
-        "maxQuantityPerCustomer": None,
         "min_contract_duration": 24,
         "one_time_charges": [{"name": "setupCharge", "amount_net": 5, "currency": "EUR"}],
         "recurring_charges": [{"name": "monthlyCharge", "amount_net": 24.99, "currency": "EUR"}],

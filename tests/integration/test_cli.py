@@ -123,10 +123,13 @@ async def _wait_healthy(session: aiohttp.ClientSession, base: str) -> None:
     raise AssertionError("the service did not come up within 10 s")
 
 
-def test_sandbox_drift_needs_sandbox() -> None:
-    result = _run({}, "--sandbox-drift", "5")
+@pytest.mark.parametrize(
+    ("option", "value"), [("--sandbox-drift", "5"), ("--sandbox-catalog", "strict")]
+)
+def test_sandbox_options_need_sandbox(option: str, value: str) -> None:
+    result = _run({}, option, value)
     assert result.returncode == 2
-    assert "--sandbox-drift needs --sandbox" in result.stderr
+    assert f"{option} needs --sandbox" in result.stderr
     assert result.stderr.startswith("usage: product-proxy")
     assert "configuration error" not in result.stderr
     assert "Traceback" not in result.stderr
@@ -144,6 +147,13 @@ def test_sandbox_drift_must_be_a_number() -> None:
     result = _run({}, "--sandbox", "--sandbox-drift", "soon")
     assert result.returncode == 2
     assert "argument --sandbox-drift: invalid float value: 'soon'" in result.stderr
+
+
+def test_sandbox_catalog_must_be_a_known_style() -> None:
+    result = _run({}, "--sandbox", "--sandbox-catalog", "odd")
+    assert result.returncode == 2
+    assert "argument --sandbox-catalog: invalid choice: 'odd'" in result.stderr
+    assert "'irregular', 'strict'" in result.stderr
 
 
 @pytest.mark.slow

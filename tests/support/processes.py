@@ -200,14 +200,19 @@ class SandboxProcess(_Child):
 
     name = "sandbox"
 
-    def __init__(self, port: int | None = None, *, token_ttl: int | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *, token_ttl: int | None = None, catalog: str | None = None
+    ) -> None:
         super().__init__(port)
         self.token_ttl = token_ttl
+        self.catalog = catalog
 
     def _argv(self) -> list[str]:
         argv = [sys.executable, "-m", "proxy.sandbox", "--host", HOST, "--port", str(self.port)]
         if self.token_ttl is not None:
             argv += ["--token-ttl", str(self.token_ttl)]
+        if self.catalog is not None:
+            argv += ["--catalog", self.catalog]
         return argv
 
     def _ready(self) -> bool:
