@@ -9,8 +9,10 @@ operations as the router.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,13 +193,71 @@ def test_document_is_valid_openapi_3_0() -> None:
     assert not dangling, dangling
 
 
-def _refs(node: object) -> list[str]:
+# What a generated client can name a member after as it is; other values need x-enum-varnames.
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CONSTANT = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def test_document_enums_give_generated_clients_one_named_class_each() -> None:
+    document = json.loads(DOCUMENT.read_bytes())
+    enums = _enums(document)
+    assert enums
+    problems = []
+    for where, schema in enums:
+        values = schema["enum"]
+        # Nullable is said beside an allOf of the enum: null inside it makes generators emit
+        # one class per member type (openapi-python-client: three identical Grade classes).
+        if None in values:
+            problems.append(f"{where}: null inside enum")
+        names = schema.get("x-enum-varnames")
+        if names is None:
+            if any(isinstance(value, str) and not IDENTIFIER.match(value) for value in values):
+                problems.append(f"{where}: {values} needs x-enum-varnames")
+            continue
+        if len(names) != len(values) or len(set(names)) != len(names):
+            problems.append(f"{where}: x-enum-varnames {names} do not name {values} one each")
+        problems += [f"{where}: member name {name!r}" for name in names if not CONSTANT.match(name)]
+    # One enum used in several places is one component (one class), referenced from each.
+    seen: dict[tuple[object, ...], str] = {}
+    for where, schema in enums:
+        values = tuple(schema["enum"])
+        if len(values) > 1 and values in seen:
+            problems.append(f"{where} repeats {seen[values]}: make it a component")
+        seen.setdefault(values, where)
+    # OpenAPI 3.0 ignores every sibling of $ref, nullable included.
+    problems += [f"{where}: a sibling of $ref" for where in _refs_with_siblings(document)]
+    assert problems == []
+    product = document["components"]["schemas"]["Product"]["properties"]
+    for name, enum in (("grade", "Grade"), ("form_factor", "FormFactor")):
+        assert product[name]["nullable"] is True
+        assert product[name]["allOf"] == [{"$ref": f"#/components/schemas/{enum}"}]
+
+
+def _objects(node: object, where: str = "#") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every JSON object under ``node``, ``node`` included, with a JSON pointer to it."""
     if isinstance(node, dict):
-        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
-        return found + [ref for value in node.values() for ref in _refs(value)]
-    if isinstance(node, list):
-        return [ref for value in node for ref in _refs(value)]
-    return []
+        yield where, node
+        items: Iterable[tuple[object, object]] = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return
+    for key, value in items:
+        yield from _objects(value, f"{where}/{key}")
+
+
+def _enums(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (where, node) for where, node in _objects(document) if isinstance(node.get("enum"), list)
+    ]
+
+
+def _refs_with_siblings(document: dict[str, Any]) -> list[str]:
+    return [where for where, node in _objects(document) if "$ref" in node and len(node) > 1]
+
+
+def _refs(document: dict[str, Any]) -> list[str]:
+    return [node["$ref"] for _, node in _objects(document) if isinstance(node.get("$ref"), str)]
 
 
 def _resolve(document: dict[str, Any], ref: str) -> object:
