@@ -8,7 +8,7 @@ import functools
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -61,11 +61,17 @@ FILL_WAIT_SLACK = 2.0
 WEBHOOK_CLAIM_TTL = 86400.0
 
 
-def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    tracing: Tracing | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
     """Build the service; resources open on startup and close on cleanup, in order.
 
     ``tracing`` (from :func:`~proxy.observability.tracing.start_tracing`) puts each request
-    in a server span; None leaves tracing out of every path.
+    in a server span; None leaves tracing out of every path. ``clock`` is the wall clock
+    catalogs are stamped and judged by (tests give a replica a skewed one).
     """
     metrics = Metrics()
     callers = Callers(
@@ -89,7 +95,7 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.App
             _callers,
             _http_session,
             functools.partial(_backplane, tracing=tracing),
-            functools.partial(_catalog, tracing=tracing),
+            functools.partial(_catalog, tracing=tracing, clock=clock),
             _feed,
         ]
     )
@@ -140,7 +146,9 @@ async def _backplane(app: web.Application, *, tracing: Tracing | None) -> AsyncI
     await backplane.close()
 
 
-async def _catalog(app: web.Application, *, tracing: Tracing | None) -> AsyncIterator[None]:
+async def _catalog(
+    app: web.Application, *, tracing: Tracing | None, clock: Callable[[], float]
+) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
     session = app[HTTP_SESSION]
@@ -193,9 +201,10 @@ async def _catalog(app: web.Application, *, tracing: Tracing | None) -> AsyncIte
         # to the upstream timeout. Only past both (and a slack) does a waiter fetch alone.
         max_wait=settings.lock_timeout + settings.upstream_timeout + FILL_WAIT_SLACK,
         metrics=metrics,
+        clock=clock,
         tracing=tracing,
     )
-    metrics.watch_catalog(lambda: _catalog_gauges(cache))
+    metrics.watch_catalog(lambda: _catalog_gauges(cache, clock()))
     backplane.on("catalog", cache.shared_changed)
     admin_gate = RateGate(backplane, keys.admin_refresh, settings.admin_refresh_interval)
     service = CatalogService(cache, upstream, tokens, admin_gate=admin_gate)
@@ -267,11 +276,10 @@ async def _end_streams(app: web.Application) -> None:
         app[FEED].end_streams()
 
 
-def _catalog_gauges(cache: CatalogCache) -> CatalogGauges | None:
+def _catalog_gauges(cache: CatalogCache, now: float) -> CatalogGauges | None:
     entry = cache.local
     if entry is None:
         return None
-    now = time.time()
     return CatalogGauges(
         age_seconds=cache.freshness.age(entry, now),
         fresh=cache.freshness.is_fresh(entry, now),

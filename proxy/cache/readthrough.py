@@ -15,6 +15,7 @@ import structlog
 
 from proxy.backoff import Backoff
 from proxy.backplane.interface import Backplane
+from proxy.cache.clock import OwnClock
 from proxy.cache.entry import CatalogEntry, CorruptEntryError
 from proxy.cache.freshness import Freshness
 from proxy.coordination.fill import CoordinatedFill
@@ -31,11 +32,6 @@ RETRY_FIRST = 1.0
 RETRY_MAX = 30.0
 # Without an announcement, the store is read at most this often for one replica's needs.
 STORE_READ_INTERVAL = 1.0
-# An entry stamped up to this far in this replica's future is taken as is (clocks drift a
-# little); beyond it, it is taken as stamped when this replica first saw it.
-CLOCK_SKEW_TOLERANCE = 5.0
-# Entries remembered by ETag with the time this replica first saw them (future stamps only).
-FIRST_SEEN_KEPT = 8
 
 
 class Payload(Protocol):
@@ -132,12 +128,13 @@ class CatalogCache:
         )
         self.backoff = Backoff(first=RETRY_FIRST, cap=RETRY_MAX, clock=timer)
         self._local: CatalogEntry | None = None
+        self._shared_etag: str | None = None
         self._memo: Lookup | None = None
         self._memo_result = Outcome.HIT.value
         self._memo_from = self._memo_until = 0.0
         self._shared_changed = False
         self._read_at = -math.inf
-        self._first_seen: dict[tuple[str, float], float] = {}
+        self._stamps: OwnClock[tuple[str, float]] = OwnClock(on_skew=self._skewed, clock=clock)
         self._flight: SingleFlight[CatalogEntry] = SingleFlight(tracing=tracing)
         self._reads: SingleFlight[bytes | None] = SingleFlight()
         self._forced_since: float | None = None
@@ -155,6 +152,16 @@ class CatalogCache:
     def local(self) -> CatalogEntry | None:
         """The entry this process holds, if any (possibly stale)."""
         return self._local
+
+    @property
+    def shared_etag(self) -> str | None:
+        """The ETag of the catalog the shared store held when this replica last read or wrote it.
+
+        The deployment's current catalog as far as this replica knows: an entry held here with
+        another ETag is one this replica has not caught up from (its clock may judge the
+        store's newer entry older), and is not news to anyone.
+        """
+        return self._shared_etag
 
     @property
     def refreshing(self) -> bool:
@@ -345,6 +352,7 @@ class CatalogCache:
         except CorruptEntryError:
             logger.warning("cache_entry_unreadable", key=self._key)
             return local
+        self._shared_etag = shared.etag
         shared = self._on_own_clock(shared)
         if local is None or shared.fetched_at > local.fetched_at:
             self._adopt(shared)
@@ -356,26 +364,17 @@ class CatalogCache:
         return local
 
     def _on_own_clock(self, entry: CatalogEntry) -> CatalogEntry:
-        """Take an entry stamped in this replica's future as stamped when first seen here.
+        """Return ``entry`` stamped on this replica's clock (see :class:`OwnClock`).
 
-        Remembered by ETag and stamp, so later reads of that same entry never look newer,
-        while a later fetch of the same bytes (a new stamp) counts as the refresh it is.
+        Known by ETag and stamp: a later fetch of the same bytes (a new stamp) is the refresh
+        it is, while the same entry read again never looks newer.
         """
-        stamp = (entry.etag, entry.fetched_at)
-        seen = self._first_seen.get(stamp)
-        if seen is None:
-            now = self._clock()
-            if entry.fetched_at <= now + CLOCK_SKEW_TOLERANCE:
-                return entry
-            seen = now
-            if len(self._first_seen) >= FIRST_SEEN_KEPT:
-                self._first_seen.pop(next(iter(self._first_seen)))
-            self._first_seen[stamp] = seen
-            self._metrics.clock_skew()
-            logger.warning(
-                "clock_skew", etag=entry.etag, ahead_seconds=round(entry.fetched_at - now, 3)
-            )
-        return dataclasses.replace(entry, fetched_at=seen)
+        stamp = self._stamps.read((entry.etag, entry.fetched_at), entry.fetched_at)
+        return entry if stamp == entry.fetched_at else dataclasses.replace(entry, fetched_at=stamp)
+
+    def _skewed(self, identity: tuple[str, float], ahead: float) -> None:
+        self._metrics.clock_skew()
+        logger.warning("clock_skew", etag=identity[0], ahead_seconds=round(ahead, 3))
 
     def _adopt(self, entry: CatalogEntry) -> None:
         self._local = entry
@@ -419,6 +418,7 @@ class CatalogCache:
 
     async def _write(self, entry: CatalogEntry) -> None:
         await self._store.set(self._key, entry.to_bytes(), self._freshness.retention)
+        self._shared_etag = entry.etag
 
     async def _keep(self) -> None:
         """Keep a usable, fresh catalog once one is needed; never ends but by cancellation."""

@@ -60,8 +60,10 @@ class ChangeFeed:
     version and with other bytes, it appends it as the next version, with a summary of what
     changed, by compare-and-append: replicas racing to record one catalog record it once.
     Streams wait on :meth:`changed`; each new version is handed to the webhooks by the one
-    replica that claims it. Versions are ordered by when their catalog was fetched, so a
-    replica still holding an older catalog never records it as new.
+    replica that claims it. Only the catalog the shared store holds is recorded (the cache's
+    :attr:`~proxy.cache.readthrough.CatalogCache.shared_etag`), so a replica still holding an
+    older catalog never records it as new, and no stamp written on another replica's clock is
+    compared with this one's: a replica whose clock runs ahead or behind records like the rest.
     """
 
     def __init__(
@@ -215,7 +217,7 @@ class ChangeFeed:
                 return
             await self._follow(history)
             entry = self._cache.local
-            if entry is None or not _is_new(entry, history):
+            if entry is None or not _is_new(entry, self._cache.shared_etag, history):
                 return
             if not await self._record(entry, history):
                 return
@@ -346,9 +348,7 @@ def _head_of(history: History) -> tuple[str | None, int, int | None]:
     return history.epoch, history.last, None if current is None else current.version
 
 
-def _is_new(entry: CatalogEntry, history: History) -> bool:
-    """Whether ``entry`` is a catalog the history has not recorded and that is newer."""
+def _is_new(entry: CatalogEntry, shared_etag: str | None, history: History) -> bool:
+    """Whether ``entry`` is the deployment's current catalog and the history lacks it."""
     current = history.current
-    if current is None:
-        return True
-    return entry.etag != current.etag and entry.fetched_at > current.stored_at
+    return entry.etag == shared_etag and (current is None or entry.etag != current.etag)
