@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import socket
@@ -33,6 +32,7 @@ from proxy.cache.readthrough import CatalogCache
 from proxy.callers.keys import parse_entries
 from proxy.callers.registry import Callers
 from proxy.callers.tokens import CallerTokens
+from proxy.cancellation import cancel_and_wait
 from proxy.catalog.service import CatalogService
 from proxy.coordination.rate import RateGate
 from proxy.coordination.turns import Turns
@@ -217,10 +217,7 @@ async def _catalog(
         # Started, not awaited: start-up stays quick; /readyz says "warming" until it ends.
         warmup = asyncio.get_running_loop().create_task(service.warm_up())
     yield
-    if warmup is not None:
-        warmup.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await warmup
+    await cancel_and_wait(warmup)
     await cache.close()
     await tokens.close()
 

@@ -1,8 +1,9 @@
-"""Honouring a cancellation that a library call swallowed."""
+"""Cancelling tasks: honouring a cancellation a library call swallowed, and ending a task."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 
 def stop_if_cancelled() -> None:
@@ -15,3 +16,18 @@ def stop_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (if any) and wait until it has ended.
+
+    Its own cancellation is swallowed; a cancellation of the task that waits is not.
+    """
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        if (current := asyncio.current_task()) is not None and current.cancelling():
+            raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from proxy.backoff import Backoff
 from proxy.backplane.pubsub import Subscriber
 from proxy.backplane.topics import Topics
+from proxy.cancellation import cancel_and_wait
 from proxy.observability.metrics import Metrics
 from proxy.observability.tracing import SpanHandle, Tracing
 
@@ -193,10 +193,7 @@ class RedisBackplane:
     async def close(self) -> None:
         """Stop listening and close every connection."""
         listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        await cancel_and_wait(listener)
         await self._client.aclose()
         if self._close_extra is not None:
             await self._close_extra()

@@ -12,6 +12,7 @@ import structlog
 
 from proxy.callers.keys import ApiKey, KeyEntryError, read_key_file
 from proxy.callers.tokens import CallerTokens
+from proxy.cancellation import cancel_and_wait
 
 logger = structlog.get_logger(__name__)
 _BEARER = "bearer"
@@ -179,13 +180,7 @@ class Callers:
     async def close(self) -> None:
         """Stop watching the key file."""
         watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.cancel()
-            try:
-                await watcher
-            except asyncio.CancelledError:
-                if (task := asyncio.current_task()) is not None and task.cancelling():
-                    raise
+        await cancel_and_wait(watcher)
 
     async def _watch(self, interval: float) -> None:
         while True:

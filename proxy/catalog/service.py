@@ -9,7 +9,8 @@ from typing import Any
 import structlog
 
 from proxy.cache.entry import CatalogEntry
-from proxy.cache.readthrough import CatalogCache, Lookup
+from proxy.cache.lookup import Lookup
+from proxy.cache.readthrough import CatalogCache
 from proxy.catalog.view import CatalogView
 from proxy.coordination.rate import RateGate
 from proxy.upstream.client import UpstreamClient

@@ -14,7 +14,7 @@ import structlog
 from proxy.backplane.interface import Backplane
 from proxy.backplane.keys import KeySpace
 from proxy.cache.entry import CatalogEntry
-from proxy.cancellation import stop_if_cancelled
+from proxy.cancellation import cancel_and_wait, stop_if_cancelled
 from proxy.catalog.diff import CatalogDiff, diff_views
 from proxy.catalog.service import CatalogService
 from proxy.catalog.view import CatalogView
@@ -153,10 +153,7 @@ class ChangeFeed:
         """Stop following; end streams."""
         self.end_streams()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def current(self) -> History:
         """Return the history, read again when the copy here is over a second old.

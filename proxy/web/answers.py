@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from aiohttp import hdrs, web
 
 from proxy.cache.entry import CatalogEntry
-from proxy.cache.readthrough import Lookup, Outcome
+from proxy.cache.lookup import Lookup, Outcome
 from proxy.catalog.query import ProductQuery, parse_query
 from proxy.web.caching import etag_matches
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.appkeys import CATALOG
-from proxy.cache.readthrough import Lookup, Outcome
+from proxy.cache.lookup import Lookup, Outcome
 from proxy.catalog.query import parse_positive, refuse_unknown
 from proxy.web.answers import ANSWERS, Answer
 from proxy.web.caching import cache_headers, derived_etag

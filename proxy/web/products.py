@@ -6,7 +6,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from proxy.appkeys import CATALOG
-from proxy.cache.readthrough import Lookup
+from proxy.cache.lookup import Lookup
 from proxy.web.answers import ANSWERS, Answer, accepts_gzip
 from proxy.web.caching import cache_headers
 

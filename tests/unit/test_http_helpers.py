@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 from pydantic import SecretStr
 
 from proxy.cache.entry import CatalogEntry
-from proxy.cache.readthrough import Lookup, Outcome
+from proxy.cache.lookup import Lookup, Outcome
 from proxy.web.answers import MAX_ANSWERS, Answer, Answers
 from proxy.web.auth import bearer_matches
 from proxy.web.caching import cache_headers, etag_matches

@@ -11,7 +11,8 @@ import pytest
 from proxy.backplane.memory import MemoryBackplane
 from proxy.cache.entry import CatalogEntry
 from proxy.cache.freshness import Freshness
-from proxy.cache.readthrough import CatalogCache, Lookup, Outcome
+from proxy.cache.lookup import Lookup, Outcome
+from proxy.cache.readthrough import CatalogCache
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
 from tests.support.clock import START, FakeClock
