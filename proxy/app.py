@@ -26,7 +26,6 @@ from proxy.appkeys import (
 from proxy.backplane.connect import connect
 from proxy.backplane.interface import Backplane
 from proxy.backplane.keys import KeySpace
-from proxy.backplane.redis_backplane import RedisBackplane
 from proxy.cache.freshness import Freshness
 from proxy.cache.readthrough import CatalogCache
 from proxy.callers.keys import parse_entries
@@ -37,8 +36,7 @@ from proxy.catalog.service import CatalogService
 from proxy.coordination.rate import RateGate
 from proxy.coordination.turns import Turns
 from proxy.history.feed import TOPIC, ChangeFeed
-from proxy.history.redis_store import RedisVersions
-from proxy.history.store import MemoryVersions, VersionStore
+from proxy.history.store import Versions
 from proxy.history.webhooks import Webhooks
 from proxy.observability.metrics import CatalogGauges, Metrics
 from proxy.observability.tracing import Tracing
@@ -237,7 +235,7 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
         )
         await webhooks.start()
     feed = ChangeFeed(
-        store=_version_store(backplane, keys, settings),
+        store=_versions(backplane, keys, settings),
         catalog=app[CATALOG],
         backplane=backplane,
         keys=keys,
@@ -261,11 +259,13 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
         await webhooks.close()
 
 
-def _version_store(backplane: Backplane, keys: KeySpace, settings: Settings) -> VersionStore:
-    limits = {"max_versions": settings.history_versions, "max_bytes": settings.history_max_bytes}
-    if isinstance(backplane, RedisBackplane):
-        return RedisVersions(backplane, keys, **limits)
-    return MemoryVersions(**limits)
+def _versions(backplane: Backplane, keys: KeySpace, settings: Settings) -> Versions:
+    return Versions(
+        backplane,
+        keys.history_log,
+        max_versions=settings.history_versions,
+        max_bytes=settings.history_max_bytes,
+    )
 
 
 async def _end_streams(app: web.Application) -> None:

@@ -95,7 +95,7 @@ def store_kind(settings: Settings) -> str:
 
 async def _store_finding(settings: Settings) -> Finding:
     backplane = connect(settings, channel="product-proxy-check", metrics=Metrics())
-    if isinstance(backplane, MemoryBackplane):
+    if backplane.state == "memory":
         return Finding("store", ok=True, detail="none to reach (in-process memory)")
     started = time.perf_counter()
     try:

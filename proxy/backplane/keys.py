@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from proxy.backplane.interface import LogKeys
+
 # Bump when a stored format changes incompatibly (the token's gained its lifetime in v2).
 _SCHEMA = "v1"
 _TOKEN_SCHEMA = "v2"  # noqa: S105 - a key version, not a secret
@@ -69,6 +71,16 @@ class KeySpace:
     def history_snapshots(self) -> str:
         """A hash: version number to that version's catalog (compressed)."""
         return f"{self.history}:snapshots"
+
+    @property
+    def history_log(self) -> LogKeys:
+        """The catalog versions as a numbered log: head, records and snapshots."""
+        return LogKeys(
+            name="history",
+            head=self.history,
+            items=self.history_versions,
+            snapshots=self.history_snapshots,
+        )
 
     def webhook_claim(self, epoch: str, version: int) -> str:
         """Exists once a replica has taken the delivery of one version's webhooks."""

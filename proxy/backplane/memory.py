@@ -5,8 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from proxy.backplane.interface import Appended, LogAppend, LogKeys, LogState
 from proxy.backplane.topics import Topics
+
+
+@dataclass
+class _Log:
+    epoch: str | None = None
+    last: int = 0
+    items: list[bytes] = field(default_factory=list)
+    snapshots: dict[int, bytes] = field(default_factory=dict)
 
 
 class MemoryBackplane:
@@ -20,6 +30,7 @@ class MemoryBackplane:
         """Create an empty backplane; ``clock`` is monotonic seconds."""
         self._clock = clock
         self._items: dict[str, tuple[bytes, float]] = {}
+        self._logs: dict[str, _Log] = {}
         self._topics = Topics()
 
     @property
@@ -75,6 +86,34 @@ class MemoryBackplane:
         if item is None or item[1] < until:
             self._items[key] = (b"1" if item is None else item[0], until)
 
+    async def log_read(self, log: LogKeys, count: int) -> LogState:
+        """Return the log as kept."""
+        kept = self._logs.get(log.head, _Log())
+        return LogState(kept.epoch, kept.last, tuple(kept.items[:count]))
+
+    async def log_snapshot(self, log: LogKeys, number: int) -> bytes | None:
+        """Return a kept snapshot."""
+        kept = self._logs.get(log.head)
+        return None if kept is None else kept.snapshots.get(number)
+
+    async def log_append(self, log: LogKeys, append: LogAppend) -> tuple[Appended, str]:
+        """Append the next item if the log is as read, trimming the oldest past the limits."""
+        kept = self._logs.setdefault(log.head, _Log())
+        if append.epoch != kept.epoch or append.last != kept.last:
+            return Appended.CONFLICT, kept.epoch or ""
+        if kept.epoch is None:
+            kept.epoch = append.new_epoch
+        kept.last += 1
+        kept.items.insert(0, append.item)
+        kept.snapshots[kept.last] = append.snapshot
+        size = sum(map(len, kept.snapshots.values()))
+        while len(kept.items) > 1 and (
+            len(kept.items) > append.max_items or size > append.max_bytes
+        ):
+            kept.items.pop()
+            size -= len(kept.snapshots.pop(kept.last - len(kept.items), b""))
+        return Appended.RECORDED, kept.epoch
+
     async def publish(self, topic: str) -> None:
         """Wake this process's waiters on ``topic`` (there is nobody else)."""
         self._topics.wake(topic)
@@ -97,3 +136,4 @@ class MemoryBackplane:
     async def close(self) -> None:
         """Drop everything."""
         self._items.clear()
+        self._logs.clear()

@@ -12,6 +12,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisClusterException, RedisError
 
 from proxy.backoff import Backoff
+from proxy.backplane.interface import Appended, LogAppend, LogKeys, LogState
 from proxy.backplane.pubsub import Subscriber
 from proxy.backplane.topics import Topics
 from proxy.cancellation import cancel_and_wait
@@ -36,6 +37,45 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
+"""
+# A numbered log: KEYS are its head hash, its items list and its snapshots hash (one slot).
+# ARGV: how many items. Returns {} when the log is empty, else {epoch, last, {item...}}.
+_LOG_READ = """
+local head = redis.call('HMGET', KEYS[1], 'epoch', 'last')
+if not head[1] then return {} end
+return {head[1], head[2] or '0', redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)}
+"""
+# ARGV: epoch read ('' for none), last number read, a new epoch, the item, its snapshot, max
+# items, max bytes. Compare-and-append: an appender that read an older log loses and changes
+# nothing. Items are numbered without gaps, so the oldest kept is last - LLEN + 1. Returns
+# {1 recorded | 0 conflict, epoch}.
+_LOG_APPEND = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+    if ARGV[1] ~= '' then return {0, ''} end
+    epoch = ARGV[3]
+    redis.call('DEL', KEYS[2], KEYS[3])
+    redis.call('HSET', KEYS[1], 'epoch', epoch, 'last', 0, 'bytes', 0)
+elseif epoch ~= ARGV[1] then
+    return {0, epoch}
+end
+local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
+if last ~= tonumber(ARGV[2]) then return {0, epoch} end
+last = last + 1
+redis.call('HSET', KEYS[1], 'last', last)
+redis.call('LPUSH', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[3], last, ARGV[5])
+local kept = redis.call('HINCRBY', KEYS[1], 'bytes', string.len(ARGV[5]))
+local max_items, max_bytes = tonumber(ARGV[6]), tonumber(ARGV[7])
+while redis.call('LLEN', KEYS[2]) > 1
+    and (redis.call('LLEN', KEYS[2]) > max_items or kept > max_bytes) do
+    local gone = last - redis.call('LLEN', KEYS[2]) + 1
+    redis.call('RPOP', KEYS[2])
+    local size = redis.call('HSTRLEN', KEYS[3], gone)
+    redis.call('HDEL', KEYS[3], gone)
+    kept = redis.call('HINCRBY', KEYS[1], 'bytes', -size)
+end
+return {1, epoch}
 """
 # Lengthens a key's life, never shortens it (two 429s, two Retry-Afters).
 _HOLD = """
@@ -149,16 +189,52 @@ class RedisBackplane:
             "hold", "EVAL", lambda: self._client.eval(_HOLD, 1, key, _millis(ttl)), None
         )
 
-    async def script(
-        self, operation: str, source: str, keys: list[str], args: list[bytes | str | int]
-    ) -> object | None:
-        """Run a Lua script over ``keys`` and return its answer; None when Redis failed.
+    async def log_read(self, log: LogKeys, count: int) -> LogState | None:
+        """Return the log's epoch, last number and newest items, read in one script."""
+        found = await self._script(f"{log.name}_read", _LOG_READ, log, [count])
+        if found is None:
+            return None
+        if not isinstance(found, list) or not found:
+            return LogState(epoch=None, last=0, items=())
+        epoch, last, items = found
+        kept = tuple(item for item in items if isinstance(item, bytes))
+        return LogState(epoch=_text(epoch), last=int(last), items=kept)
 
-        The keys must share one slot (one deployment's hash tag) so a Cluster runs it too.
-        Scripts are background work (the change feed): a failure is counted but does not
-        open the breaker, so a slow answer while the event loop is busy with a burst of
-        callers cannot turn their fills into one fetch per replica.
+    async def log_snapshot(self, log: LogKeys, number: int) -> bytes | None:
+        """Return the snapshot of item ``number``."""
+        found = await self._script(
+            f"{log.name}_snapshot", "return redis.call('HGET', KEYS[3], ARGV[1])", log, [number]
+        )
+        return found if isinstance(found, bytes) else None
+
+    async def log_append(self, log: LogKeys, append: LogAppend) -> tuple[Appended, str] | None:
+        """Compare-and-append in one script, trimming past the limits."""
+        args: list[bytes | str | int] = [
+            append.epoch or "",
+            append.last,
+            append.new_epoch,
+            append.item,
+            append.snapshot,
+            append.max_items,
+            append.max_bytes,
+        ]
+        found = await self._script(f"{log.name}_append", _LOG_APPEND, log, args)
+        if not isinstance(found, list) or len(found) != 2:
+            return None
+        outcome = Appended.RECORDED if found[0] == 1 else Appended.CONFLICT
+        return outcome, _text(found[1])
+
+    async def _script(
+        self, operation: str, source: str, log: LogKeys, args: list[bytes | str | int]
+    ) -> object | None:
+        """Run a Lua script over a log's keys and return its answer; None when Redis failed.
+
+        The keys share one slot (one deployment's hash tag) so a Cluster runs it too. Logs are
+        background work (the change feed): a failure is counted but does not open the
+        breaker, so a slow answer while the event loop is busy with a burst of callers cannot
+        turn their fills into one fetch per replica.
         """
+        keys = (log.head, log.items, log.snapshots)
         return await self._call(
             operation,
             "EVAL",
@@ -258,3 +334,7 @@ class RedisBackplane:
 
 def _millis(seconds: float) -> int:
     return max(int(seconds * 1000), 1)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import structlog
 
-from proxy.backplane.interface import Backplane
+from proxy.backplane.interface import Appended, Backplane
 from proxy.backplane.keys import KeySpace
 from proxy.cache.entry import CatalogEntry
 from proxy.cancellation import cancel_and_wait, stop_if_cancelled
@@ -19,7 +19,7 @@ from proxy.catalog.diff import CatalogDiff, diff_views
 from proxy.catalog.service import CatalogService
 from proxy.catalog.view import CatalogView
 from proxy.history.records import VersionEvent, VersionRecord
-from proxy.history.store import Appended, History, VersionStore, compress, decompress
+from proxy.history.store import History, Versions, compress, decompress
 from proxy.history.webhooks import Webhooks
 from proxy.observability.metrics import Metrics
 from proxy.upstream.errors import UpstreamBadResponse
@@ -69,7 +69,7 @@ class ChangeFeed:
     def __init__(
         self,
         *,
-        store: VersionStore,
+        store: Versions,
         catalog: CatalogService,
         backplane: Backplane,
         keys: KeySpace,

@@ -1,4 +1,4 @@
-"""Where the deployment's catalog versions are numbered and kept: the interface, in memory."""
+"""Where the deployment's catalog versions are numbered and kept: a log on the backplane."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import asyncio
 import secrets
 import zlib
 from dataclasses import dataclass
-from enum import Enum
-from typing import Protocol
 
+from proxy.backplane.interface import Appended, Backplane, LogAppend, LogKeys
 from proxy.history.records import VersionRecord
 
 # Catalog JSON shrinks several times over; level 6 is zlib's usual speed/size balance.
@@ -45,26 +44,39 @@ class History:
 EMPTY = History(epoch=None, last=0, versions=())
 
 
-class Appended(Enum):
-    """What an append did: recorded the version, or lost a race and changed nothing."""
+class Versions:
+    """Numbers and keeps a deployment's catalog versions in a numbered log on the backplane.
 
-    RECORDED = "recorded"
-    CONFLICT = "conflict"
-
-
-class VersionStore(Protocol):
-    """Numbers and keeps catalog versions for a deployment; every call is bounded in time.
-
-    A failed call answers None ("unknown"), like the backplane it lives on.
+    Every replica on one backplane shares one numbering (the log's compare-and-append), in
+    memory, on Redis, or on any backend that keeps the protocol. A failed call answers None
+    ("unknown"), like the backplane; a record that does not decode is skipped.
     """
+
+    def __init__(
+        self, backplane: Backplane, log: LogKeys, *, max_versions: int, max_bytes: int
+    ) -> None:
+        """Keep at most ``max_versions`` versions and ``max_bytes`` of snapshots in ``log``."""
+        self._backplane = backplane
+        self._log = log
+        self._max_versions = max_versions
+        self._max_bytes = max_bytes
 
     async def read(self, count: int) -> History | None:
         """Return the epoch, last number and up to ``count`` newest records."""
-        ...
+        state = await self._backplane.log_read(self._log, count)
+        if state is None:
+            return None
+        records = []
+        for item in state.items:
+            try:
+                records.append(VersionRecord.decode(item))
+            except ValueError:
+                continue
+        return History(epoch=state.epoch, last=state.last, versions=tuple(records))
 
     async def snapshot(self, version: int) -> bytes | None:
         """Return the compressed catalog of ``version``; None when gone or unreadable."""
-        ...
+        return await self._backplane.log_snapshot(self._log, version)
 
     async def append(
         self, expected: History, record: VersionRecord, snapshot: bytes
@@ -76,7 +88,16 @@ class VersionStore(Protocol):
         and the epoch, or None when the store could not be asked. The oldest versions go
         while more than the limits are kept; the newest always stays.
         """
-        ...
+        append = LogAppend(
+            epoch=expected.epoch,
+            last=expected.last,
+            new_epoch=new_epoch(),
+            item=record.encode(),
+            snapshot=snapshot,
+            max_items=self._max_versions,
+            max_bytes=self._max_bytes,
+        )
+        return await self._backplane.log_append(self._log, append)
 
 
 def new_epoch() -> str:
@@ -104,43 +125,3 @@ def _inflate(snapshot: bytes, limit: int) -> bytes | None:
     if inflater.unconsumed_tail or not inflater.eof:
         return None
     return body
-
-
-class MemoryVersions:
-    """:class:`VersionStore` in this process: one replica alone, no Redis."""
-
-    def __init__(self, *, max_versions: int, max_bytes: int) -> None:
-        """Keep at most ``max_versions`` records and ``max_bytes`` of snapshots."""
-        self._max_versions = max_versions
-        self._max_bytes = max_bytes
-        self._epoch: str | None = None
-        self._last = 0
-        self._records: list[VersionRecord] = []
-        self._snapshots: dict[int, bytes] = {}
-
-    async def read(self, count: int) -> History:
-        """Return the history as kept."""
-        return History(self._epoch, self._last, tuple(self._records[:count]))
-
-    async def snapshot(self, version: int) -> bytes | None:
-        """Return a kept snapshot."""
-        return self._snapshots.get(version)
-
-    async def append(
-        self, expected: History, record: VersionRecord, snapshot: bytes
-    ) -> tuple[Appended, str]:
-        """Record the next version, trimming the oldest past the limits."""
-        if expected.epoch != self._epoch or expected.last != self._last:
-            return Appended.CONFLICT, self._epoch or ""
-        if self._epoch is None:
-            self._epoch = new_epoch()
-        self._last = record.version
-        self._records.insert(0, record)
-        self._snapshots[record.version] = snapshot
-        kept = sum(len(kept) for kept in self._snapshots.values())
-        while len(self._records) > 1 and (
-            len(self._records) > self._max_versions or kept > self._max_bytes
-        ):
-            gone = self._records.pop()
-            kept -= len(self._snapshots.pop(gone.version, b""))
-        return Appended.RECORDED, self._epoch

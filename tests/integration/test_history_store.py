@@ -1,4 +1,4 @@
-"""The version store's contract, in memory and on a real redis-server (and a Redis failure)."""
+"""The version store on every backplane: memory, a real redis-server, the minimal third one."""
 
 from __future__ import annotations
 
@@ -11,20 +11,15 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from proxy.backplane.interface import Appended
 from proxy.backplane.keys import KeySpace
+from proxy.backplane.memory import MemoryBackplane
 from proxy.backplane.redis_backplane import RedisBackplane
 from proxy.catalog.diff import Summary
 from proxy.history.records import VersionRecord
-from proxy.history.redis_store import RedisVersions
-from proxy.history.store import (
-    EMPTY,
-    Appended,
-    MemoryVersions,
-    VersionStore,
-    compress,
-    decompress,
-)
+from proxy.history.store import EMPTY, Versions, compress, decompress
 from proxy.observability.metrics import Metrics
+from tests.support.minimal_backplane import MinimalBackplane
 from tests.support.redis import RedisServer
 
 KEYS = KeySpace("test", "acct")
@@ -42,7 +37,7 @@ def _record(version: int, etag: str = "", stored_at: float = 0.0) -> VersionReco
 
 
 @contextlib.asynccontextmanager
-async def _redis_store(server: RedisServer, bound: float = 1.0) -> AsyncIterator[RedisVersions]:
+async def _redis_store(server: RedisServer, bound: float = 1.0) -> AsyncIterator[Versions]:
     client = Redis.from_url(
         server.url,
         socket_timeout=bound,
@@ -53,23 +48,24 @@ async def _redis_store(server: RedisServer, bound: float = 1.0) -> AsyncIterator
         client, channel="c", open_pubsub=client.pubsub, timeout=bound, metrics=Metrics()
     )
     try:
-        yield RedisVersions(plane, KEYS, max_versions=3, max_bytes=1000)
+        yield Versions(plane, KEYS.history_log, max_versions=3, max_bytes=1000)
     finally:
         await plane.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "minimal"])
 async def store(
     request: pytest.FixtureRequest, redis_server: RedisServer
-) -> AsyncIterator[VersionStore]:
-    if request.param == "memory":
-        yield MemoryVersions(max_versions=3, max_bytes=1000)
+) -> AsyncIterator[Versions]:
+    if request.param != "redis":
+        plane = MemoryBackplane() if request.param == "memory" else MinimalBackplane()
+        yield Versions(plane, KEYS.history_log, max_versions=3, max_bytes=1000)
         return
     async with _redis_store(redis_server) as redis_store:
         yield redis_store
 
 
-async def _append(store: VersionStore, record: VersionRecord, snapshot: bytes = b"s") -> str:
+async def _append(store: Versions, record: VersionRecord, snapshot: bytes = b"s") -> str:
     history = await store.read(10)
     assert history is not None
     appended = await store.append(history, record, snapshot)
@@ -80,7 +76,7 @@ async def _append(store: VersionStore, record: VersionRecord, snapshot: bytes = 
 
 
 async def test_an_empty_store_has_no_epoch_and_the_first_append_starts_one(
-    store: VersionStore,
+    store: Versions,
 ) -> None:
     assert await store.read(10) == EMPTY
 
@@ -95,7 +91,7 @@ async def test_an_empty_store_has_no_epoch_and_the_first_append_starts_one(
     assert await store.snapshot(1) == b"s"
 
 
-async def test_versions_are_listed_newest_first_and_read_by_count(store: VersionStore) -> None:
+async def test_versions_are_listed_newest_first_and_read_by_count(store: Versions) -> None:
     for version in (1, 2, 3):
         await _append(store, _record(version), b"snapshot-%d" % version)
 
@@ -113,7 +109,7 @@ async def test_versions_are_listed_newest_first_and_read_by_count(store: Version
 
 
 async def test_an_append_from_an_outdated_read_is_a_conflict_and_changes_nothing(
-    store: VersionStore,
+    store: Versions,
 ) -> None:
     epoch = await _append(store, _record(1))
     stale = await store.read(10)
@@ -128,7 +124,7 @@ async def test_an_append_from_an_outdated_read_is_a_conflict_and_changes_nothing
     assert [record.etag for record in history.versions] == ['"e2"', '"e1"']
 
 
-async def test_the_oldest_go_past_the_count_limit(store: VersionStore) -> None:
+async def test_the_oldest_go_past_the_count_limit(store: Versions) -> None:
     for version in range(1, 6):
         await _append(store, _record(version), b"v%d" % version)
 
@@ -142,7 +138,7 @@ async def test_the_oldest_go_past_the_count_limit(store: VersionStore) -> None:
 
 
 async def test_the_oldest_go_past_the_byte_limit_but_the_newest_stays(
-    store: VersionStore,
+    store: Versions,
 ) -> None:
     await _append(store, _record(1), b"a" * 400)
     await _append(store, _record(2), b"b" * 400)
@@ -210,7 +206,7 @@ async def test_a_slow_history_call_is_counted_but_leaves_the_breaker_closed(
     plane = RedisBackplane(
         client, channel="c", open_pubsub=client.pubsub, timeout=0.2, metrics=metrics
     )
-    store = RedisVersions(plane, KEYS, max_versions=3, max_bytes=1000)
+    store = Versions(plane, KEYS.history_log, max_versions=3, max_bytes=1000)
     try:
         assert await store.read(1) == EMPTY
         redis_server.pause()
