@@ -12,42 +12,32 @@ from pathlib import Path
 
 from aiohttp import web
 
-from proxy.appkeys import (
-    BACKPLANE,
-    CALLERS,
-    CATALOG,
-    FEED,
-    HTTP_SESSION,
-    LIFECYCLE,
-    METRICS,
-    SETTINGS,
-    Lifecycle,
-)
 from proxy.backplane.connect import connect
-from proxy.backplane.interface import Backplane
+from proxy.backplane.interface import BACKPLANE, Backplane
 from proxy.backplane.keys import KeySpace
 from proxy.cache.freshness import Freshness
 from proxy.cache.readthrough import CatalogCache
 from proxy.callers.keys import parse_entries
-from proxy.callers.registry import Callers
+from proxy.callers.registry import CALLERS, Callers
 from proxy.callers.tokens import CallerTokens
 from proxy.cancellation import cancel_and_wait
-from proxy.catalog.service import CatalogService
+from proxy.catalog.service import CATALOG, CatalogService
 from proxy.coordination.rate import RateGate
 from proxy.coordination.turns import Turns
-from proxy.history.feed import TOPIC, ChangeFeed
+from proxy.history.feed import FEED, TOPIC, ChangeFeed
 from proxy.history.store import Versions
 from proxy.history.webhooks import Webhooks
-from proxy.observability.metrics import CatalogGauges, Metrics
+from proxy.observability.metrics import METRICS, CatalogGauges, Metrics
 from proxy.observability.tracing import Tracing
-from proxy.settings import Settings
+from proxy.settings import SETTINGS, Settings
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.models import PRODUCTS
-from proxy.upstream.session import open_session
+from proxy.upstream.session import HTTP_SESSION, open_session
 from proxy.upstream.token import TokenProvider
 from proxy.upstream.token_store import BackplaneTokens
 from proxy.upstream.windows import RateWindows
 from proxy.web.answers import ANSWERS, Answers
+from proxy.web.health import LIFECYCLE, Lifecycle
 from proxy.web.openapi import OPENAPI, load_document
 from proxy.web.pages import PAGES, Pages
 from proxy.web.pipeline import RequestPipeline

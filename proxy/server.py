@@ -12,11 +12,11 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from proxy.app import create_app
-from proxy.appkeys import LIFECYCLE
 from proxy.observability.tracing import start_tracing
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, create_sandbox_app
 from proxy.sandbox.catalog import CatalogStyle
 from proxy.settings import Settings
+from proxy.web.health import LIFECYCLE
 from proxy.web.management import create_management_app
 
 logger = structlog.get_logger(__name__)

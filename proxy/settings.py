@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
+from aiohttp import web
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -562,3 +563,7 @@ def secrets_dir_problem(path: str) -> str | None:
 def uvloop_available() -> bool:
     """Whether the uvloop package can be imported here."""
     return importlib.util.find_spec("uvloop") is not None
+
+
+SETTINGS = web.AppKey("settings", Settings)
+"""Where an application keeps its settings."""

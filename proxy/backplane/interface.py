@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from aiohttp import web
+
 
 @dataclass(frozen=True, slots=True)
 class LogKeys:
@@ -150,3 +152,8 @@ class Backplane(Protocol):
     async def close(self) -> None:
         """Stop listening and release connections."""
         ...
+
+
+# A Protocol, so the key is typed by annotation rather than by a class at run time.
+BACKPLANE: web.AppKey[Backplane] = web.AppKey("backplane")
+"""Where an application keeps its backplane."""

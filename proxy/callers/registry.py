@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from aiohttp import web
 
 from proxy.callers.keys import ApiKey, KeyEntryError, read_key_file
 from proxy.callers.tokens import CallerTokens
@@ -188,3 +189,7 @@ class Callers:
             # A stat() and, on a change, a small read: cheap enough for the loop, but run
             # in a thread all the same, so a hung network file system cannot stall serving.
             await asyncio.to_thread(self.load_file)
+
+
+CALLERS = web.AppKey("callers", Callers)
+"""Where an application keeps who its callers are."""

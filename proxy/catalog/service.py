@@ -7,16 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from aiohttp import web
 
 from proxy.cache.entry import CatalogEntry
-from proxy.cache.lookup import Lookup
+from proxy.cache.lookup import Lookup, Outcome
 from proxy.cache.readthrough import CatalogCache
+from proxy.catalog.errors import RefreshTooSoonError, UpstreamBadResponse
 from proxy.catalog.view import CatalogView
 from proxy.coordination.rate import RateGate
 from proxy.upstream.client import UpstreamClient
-from proxy.upstream.errors import UpstreamBadResponse
 from proxy.upstream.models import PRODUCTS, InvalidCatalogError, parse_catalog
 from proxy.upstream.token import TokenProvider
+
+# The service's vocabulary too: handlers and the change feed take these from here.
+__all__ = ["CATALOG", "CatalogEntry", "CatalogService", "CatalogStatus", "Lookup", "Outcome"]
 
 logger = structlog.get_logger(__name__)
 
@@ -27,17 +31,6 @@ class CatalogStatus:
 
     servable: bool
     report: dict[str, Any]
-
-
-class RefreshTooSoonError(Exception):
-    """An admin refresh came within the minimum interval of the previous one."""
-
-    def __init__(self, retry_after: float) -> None:
-        """Say how long until a refresh is allowed again."""
-        super().__init__(
-            f"a refresh ran less than the minimum interval ago; retry in {retry_after:.1f}s"
-        )
-        self.retry_after = retry_after
 
 
 class CatalogService:
@@ -67,8 +60,22 @@ class CatalogService:
 
     @property
     def cache(self) -> CatalogCache:
-        """The cache behind the service."""
+        """The cache behind the service: for the application's wiring and for tests only."""
         return self._cache
+
+    @property
+    def held(self) -> CatalogEntry | None:
+        """The catalog this replica holds, if any (possibly stale)."""
+        return self._cache.local
+
+    @property
+    def shared_etag(self) -> str | None:
+        """The ETag of the deployment's current catalog, as far as this replica knows."""
+        return self._cache.shared_etag
+
+    def need(self) -> None:
+        """Keep a catalog fresh from now on, with no caller traffic (someone follows it)."""
+        self._cache.need()
 
     def lookup(self) -> Awaitable[Lookup]:
         """Return the catalog as the upstream sent it, from cache when possible."""
@@ -127,6 +134,17 @@ class CatalogService:
         self._view = (entry.etag, view)
         return view
 
+    @staticmethod
+    def view_of_body(body: bytes) -> CatalogView:
+        """Return the simplified view of a catalog's bytes (a kept version's snapshot).
+
+        Raises `UpstreamBadResponse` when they do not parse.
+        """
+        try:
+            return CatalogView.build(parse_catalog(body))
+        except InvalidCatalogError as exc:
+            raise UpstreamBadResponse(f"a kept catalog cannot be read: {exc}") from None
+
     async def status(self, now: float) -> CatalogStatus:
         """Report catalog, store, upstream and token state; ``now`` is wall-clock time."""
         cache = self._cache
@@ -154,3 +172,7 @@ class CatalogService:
             "token": self._tokens.state,
         }
         return CatalogStatus(servable=servable, report=report)
+
+
+CATALOG = web.AppKey("catalog", CatalogService)
+"""Where an application keeps its catalog service."""

@@ -10,20 +10,19 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import structlog
+from aiohttp import web
 
 from proxy.backplane.interface import Appended, Backplane
 from proxy.backplane.keys import KeySpace
-from proxy.cache.entry import CatalogEntry
 from proxy.cancellation import cancel_and_wait, stop_if_cancelled
 from proxy.catalog.diff import CatalogDiff, diff_views
-from proxy.catalog.service import CatalogService
+from proxy.catalog.errors import UpstreamBadResponse
+from proxy.catalog.service import CatalogEntry, CatalogService
 from proxy.catalog.view import CatalogView
 from proxy.history.records import VersionEvent, VersionRecord
 from proxy.history.store import History, Versions, compress, decompress
 from proxy.history.webhooks import Webhooks
 from proxy.observability.metrics import Metrics
-from proxy.upstream.errors import UpstreamBadResponse
-from proxy.upstream.models import InvalidCatalogError, parse_catalog
 
 logger = structlog.get_logger(__name__)
 
@@ -61,7 +60,7 @@ class ChangeFeed:
     changed, by compare-and-append: replicas racing to record one catalog record it once.
     Streams wait on :meth:`changed`; each new version is handed to the webhooks by the one
     replica that claims it. Only the catalog the shared store holds is recorded (the cache's
-    :attr:`~proxy.cache.readthrough.CatalogCache.shared_etag`), so a replica still holding an
+    :attr:`~proxy.catalog.service.CatalogService.shared_etag`), so a replica still holding an
     older catalog never records it as new, and no stamp written on another replica's clock is
     compared with this one's: a replica whose clock runs ahead or behind records like the rest.
     """
@@ -85,7 +84,6 @@ class ChangeFeed:
         """Record into ``store`` what ``catalog`` holds; tell ``webhooks`` of new versions."""
         self._store = store
         self._catalog = catalog
-        self._cache = catalog.cache
         self._backplane = backplane
         self._keys = keys
         self._metrics = metrics
@@ -127,7 +125,7 @@ class ChangeFeed:
 
     def need(self) -> None:
         """Keep a catalog fresh from now on: someone follows its changes."""
-        self._cache.need()
+        self._catalog.need()
 
     def open_stream(self) -> bool:
         """Count a stream in; False when this replica already has the most it takes."""
@@ -213,8 +211,8 @@ class ChangeFeed:
             if history is None:
                 return
             await self._follow(history)
-            entry = self._cache.local
-            if entry is None or not _is_new(entry, self._cache.shared_etag, history):
+            entry = self._catalog.held
+            if entry is None or not _is_new(entry, self._catalog.shared_etag, history):
                 return
             if not await self._record(entry, history):
                 return
@@ -303,7 +301,7 @@ class ChangeFeed:
         if view is not None:
             self._views.move_to_end(record.etag)
             return view
-        local = self._cache.local
+        local = self._catalog.held
         if local is not None and local.etag == record.etag:
             return self._view_of_entry(local)
         snapshot = await self._store.snapshot(record.version)
@@ -326,8 +324,8 @@ class ChangeFeed:
     def _view_of_body(self, etag: str, body: bytes) -> CatalogView | None:
         """Return the view of a kept catalog, from its snapshot's bytes."""
         try:
-            view = CatalogView.build(parse_catalog(body))
-        except InvalidCatalogError:
+            view = self._catalog.view_of_body(body)
+        except UpstreamBadResponse:
             logger.warning("history_catalog_unreadable", etag=etag)
             return None
         self._keep_view(etag, view)
@@ -349,3 +347,7 @@ def _is_new(entry: CatalogEntry, shared_etag: str | None, history: History) -> b
     """Whether ``entry`` is the deployment's current catalog and the history lacks it."""
     current = history.current
     return entry.etag == shared_etag and (current is None or entry.etag != current.etag)
+
+
+FEED = web.AppKey("feed", ChangeFeed)
+"""Where an application keeps its change feed."""

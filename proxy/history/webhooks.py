@@ -16,10 +16,10 @@ import structlog
 from aiohttp import hdrs
 from yarl import URL
 
+from proxy import USER_AGENT
 from proxy.backoff import Backoff
 from proxy.history.records import VersionEvent
 from proxy.observability.metrics import Metrics
-from proxy.upstream.session import USER_AGENT
 
 logger = structlog.get_logger(__name__)
 

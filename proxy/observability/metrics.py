@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 
+from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -369,3 +370,7 @@ class Metrics:
         may hold a secret); the targets come from settings, so the series are bounded.
         """
         self._webhooks.labels(target, outcome).inc()
+
+
+METRICS = web.AppKey("metrics", Metrics)
+"""Where an application keeps its metrics."""

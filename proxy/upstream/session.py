@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import aiohttp
+from aiohttp import web
 
-from proxy import __version__
+from proxy import USER_AGENT
 from proxy.settings import Settings
 
 # Bounds the upstream connections one replica opens; a fetch needs one or two.
 UPSTREAM_CONNECTIONS = 8
 CONNECT_TIMEOUT_CAP = 5.0
-USER_AGENT = f"1nce-product-proxy/{__version__}"
 
 
 def open_session(settings: Settings) -> aiohttp.ClientSession:
@@ -29,3 +29,7 @@ def open_session(settings: Settings) -> aiohttp.ClientSession:
         auto_decompress=False,
         headers={"User-Agent": USER_AGENT},
     )
+
+
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+"""Where an application keeps its one HTTP session for the upstream."""

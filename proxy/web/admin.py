@@ -6,8 +6,9 @@ import math
 
 from aiohttp import web
 
-from proxy.appkeys import CATALOG, SETTINGS
-from proxy.catalog.service import RefreshTooSoonError
+from proxy.catalog.errors import RefreshTooSoonError
+from proxy.catalog.service import CATALOG
+from proxy.settings import SETTINGS
 from proxy.web.api import catalog_block
 from proxy.web.auth import bearer_matches, unauthorized
 from proxy.web.errors import json_error

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from aiohttp import hdrs, web
 
-from proxy.cache.entry import CatalogEntry
-from proxy.cache.lookup import Lookup, Outcome
 from proxy.catalog.query import ProductQuery, parse_query
+from proxy.catalog.service import CatalogEntry, Lookup, Outcome
 from proxy.web.caching import etag_matches
 
 if TYPE_CHECKING:

@@ -10,9 +10,8 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy.appkeys import CATALOG
-from proxy.cache.lookup import Lookup, Outcome
 from proxy.catalog.query import parse_positive, refuse_unknown
+from proxy.catalog.service import CATALOG, Lookup, Outcome
 from proxy.web.answers import ANSWERS, Answer
 from proxy.web.caching import cache_headers, derived_etag
 from proxy.web.errors import json_error

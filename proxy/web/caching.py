@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from proxy.cache.lookup import Lookup, Outcome
+from proxy.catalog.service import Lookup, Outcome
 
 CACHE_NAME = "1nce-proxy"
 

@@ -9,9 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.appkeys import FEED
 from proxy.catalog.query import QueryError, parse_positive, refuse_unknown
-from proxy.history.feed import HistoryUnavailableError, VersionGoneError
+from proxy.history.feed import FEED, HistoryUnavailableError, VersionGoneError
 from proxy.history.store import History
 from proxy.web.caching import etag_matches
 from proxy.web.errors import json_error

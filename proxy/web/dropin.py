@@ -17,9 +17,8 @@ from http import HTTPStatus
 
 from aiohttp import hdrs, web
 
-from proxy.appkeys import CALLERS
 from proxy.callers.keys import ApiKey
-from proxy.callers.registry import as_bytes
+from proxy.callers.registry import CALLERS, as_bytes
 from proxy.callers.tokens import LIFETIME
 from proxy.observability.context import ANONYMOUS, UNAUTHENTICATED, name_caller
 

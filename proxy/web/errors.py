@@ -8,14 +8,14 @@ from collections.abc import Mapping
 import structlog
 from aiohttp import web
 
-from proxy.catalog.query import QueryError
-from proxy.upstream.errors import (
+from proxy.catalog.errors import (
     UpstreamAuthError,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from proxy.catalog.query import QueryError
 
 logger = structlog.get_logger(__name__)
 

@@ -11,12 +11,13 @@ from collections.abc import Callable
 import structlog
 from aiohttp import hdrs, web
 
-from proxy.appkeys import CALLERS, FEED, SETTINGS
+from proxy.callers.registry import CALLERS
 from proxy.catalog.query import refuse_unknown
-from proxy.history.feed import ChangeFeed
+from proxy.history.feed import FEED, ChangeFeed
 from proxy.history.records import VersionEvent
 from proxy.history.store import History
 from proxy.observability.context import REQUEST
+from proxy.settings import SETTINGS
 from proxy.web.changes import parse_epoch, parse_version
 from proxy.web.errors import json_error
 from proxy.web.pipeline import REQUEST_ID_HEADER

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.appkeys import CATALOG, LIFECYCLE
+from proxy.catalog.service import CATALOG
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -23,3 +24,14 @@ async def readyz(request: web.Request) -> web.Response:
     if state == "unavailable" and request.app[CATALOG].warming:
         state = "warming"
     return web.json_response({"status": state, **status.report}, status=200 if ready else 503)
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Whether the process is draining: readiness turns false before connections close."""
+
+    shutting_down: bool = False
+
+
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+"""Where an application keeps its lifecycle (the server sets it draining)."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.appkeys import METRICS, SETTINGS
 from proxy.callers.registry import Callers
 from proxy.callers.tokens import CallerTokens
+from proxy.observability.metrics import METRICS
+from proxy.settings import SETTINGS
 from proxy.web.pipeline import RequestPipeline
 from proxy.web.routes import MANAGEMENT_ROUTES, install_routes
 

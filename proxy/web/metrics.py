@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.appkeys import METRICS
-from proxy.observability.metrics import CONTENT_TYPE
+from proxy.observability.metrics import CONTENT_TYPE, METRICS
 
 
 async def metrics(request: web.Request) -> web.Response:

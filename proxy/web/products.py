@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
-from proxy.appkeys import CATALOG
-from proxy.cache.lookup import Lookup
+from proxy.catalog.service import CATALOG, Lookup
 from proxy.web.answers import ANSWERS, Answer, accepts_gzip
 from proxy.web.caching import cache_headers
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from proxy.appkeys import CATALOG
+from proxy.catalog.service import CATALOG
 from tests.support.sandbox import MakeProxy, Sandbox
 
 

@@ -19,10 +19,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
-from proxy.appkeys import BACKPLANE, CATALOG, SETTINGS
+from proxy.backplane.interface import BACKPLANE
 from proxy.backplane.keys import KeySpace
 from proxy.backplane.redis_backplane import RedisBackplane
+from proxy.catalog.service import CATALOG
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
+from proxy.settings import SETTINGS
 from tests.support.cluster import LocalCluster, running_cluster
 from tests.support.load import burst, spread, steady_load
 from tests.support.processes import ProxyFleet, SandboxProcess

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from proxy.appkeys import CATALOG, LIFECYCLE
+from proxy.catalog.service import CATALOG
+from proxy.web.health import LIFECYCLE
 from tests.support.sandbox import MakeProxy, Sandbox
 from tests.support.waiting import eventually
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from proxy.appkeys import CATALOG
+from proxy.catalog.service import CATALOG
 from proxy.web.answers import accepts_gzip
 from tests.support.sandbox import MakeProxy, Sandbox
 from tests.support.waiting import until

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from proxy.appkeys import CATALOG
+from proxy.catalog.service import CATALOG
 from proxy.sandbox import SANDBOX_CLIENT_SECRET
 from proxy.upstream.errors import UpstreamError
 from tests.support.logs import Captured, capture

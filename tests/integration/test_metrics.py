@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from proxy import __version__
-from proxy.appkeys import CATALOG
+from proxy.catalog.service import CATALOG
 from proxy.upstream.errors import UpstreamError
 from tests.support.redis import RedisServer
 from tests.support.sandbox import MakeProxy, Sandbox

@@ -18,10 +18,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from proxy.appkeys import BACKPLANE, CATALOG, METRICS, SETTINGS
 from proxy.backplane.connect import first_subscription_node
+from proxy.backplane.interface import BACKPLANE
 from proxy.backplane.keys import KeySpace
 from proxy.backplane.redis_backplane import RedisBackplane
+from proxy.catalog.service import CATALOG
+from proxy.observability.metrics import METRICS
+from proxy.settings import SETTINGS
 from tests.support.cluster import LocalCluster, running_cluster
 from tests.support.load import steady_load
 from tests.support.redis import RedisNode

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from proxy.appkeys import CATALOG
+from proxy.catalog.service import CATALOG
 from tests.support.load import burst
 from tests.support.redis import RedisServer
 from tests.support.sandbox import MakeProxy, Sandbox

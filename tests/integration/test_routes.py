@@ -7,11 +7,12 @@ from aiohttp import hdrs, web
 from aiohttp.test_utils import make_mocked_request
 
 from proxy.app import create_app
-from proxy.appkeys import BACKPLANE, HTTP_SESSION
+from proxy.backplane.interface import BACKPLANE
 from proxy.callers.keys import parse_entries
 from proxy.callers.registry import Callers
 from proxy.callers.tokens import CallerTokens
 from proxy.observability.metrics import Metrics
+from proxy.upstream.session import HTTP_SESSION
 from proxy.web.pipeline import UNMATCHED, AnyPath, RequestPipeline, UnwrappedRouteError
 from proxy.web.routes import ROUTES, Route, install_routes
 from tests.support.sandbox import MakeProxy, Sandbox

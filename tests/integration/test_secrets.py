@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from proxy.appkeys import CATALOG
+from proxy.catalog.service import CATALOG
 from proxy.observability.logging import configure_logging
 from proxy.sandbox import SANDBOX_CLIENT_SECRET
 from proxy.upstream.errors import UpstreamError

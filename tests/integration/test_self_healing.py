@@ -20,7 +20,7 @@ import pytest
 from aiohttp import ClientResponse, hdrs, web
 from aiohttp.test_utils import TestClient
 
-from proxy.appkeys import CATALOG
+from proxy.catalog.service import CATALOG
 from proxy.sandbox.faults import Faults
 from tests.support.net import serve
 from tests.support.sandbox import MakeProxy, Sandbox

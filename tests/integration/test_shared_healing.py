@@ -13,10 +13,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
-from proxy.appkeys import CATALOG, SETTINGS
 from proxy.backplane.keys import KeySpace
 from proxy.cache.entry import CatalogEntry
+from proxy.catalog.service import CATALOG
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
+from proxy.settings import SETTINGS
 from tests.support.redis import RedisServer
 from tests.support.sandbox import MakeProxy, Sandbox
 from tests.support.waiting import eventually

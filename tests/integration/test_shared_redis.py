@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from proxy.appkeys import CATALOG
 from proxy.catalog import service as service_module
+from proxy.catalog.service import CATALOG
 from proxy.upstream.models import Product, parse_catalog
 from tests.support.load import burst
 from tests.support.redis import RedisServer

@@ -7,7 +7,7 @@ import json
 
 from pydantic import SecretStr
 
-from proxy.appkeys import CATALOG
+from proxy.catalog.service import CATALOG
 from tests.support.load import burst
 from tests.support.sandbox import MakeProxy, Sandbox
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from proxy.appkeys import CATALOG
+from proxy.catalog.service import CATALOG
 from tests.support.net import free_port
 from tests.support.sandbox import MakeProxy, Sandbox
 from tests.support.waiting import eventually

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
+from proxy import USER_AGENT
 from proxy.catalog.diff import Summary
 from proxy.history.records import VersionEvent, VersionRecord
 from proxy.history.webhooks import (
@@ -28,7 +29,6 @@ from proxy.history.webhooks import (
     target_of,
 )
 from proxy.observability.metrics import Metrics
-from proxy.upstream.session import USER_AGENT
 from tests.support.logs import capture
 from tests.support.net import HOST, free_port
 from tests.support.waiting import eventually

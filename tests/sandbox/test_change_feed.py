@@ -19,7 +19,8 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from proxy.app import create_app
-from proxy.appkeys import FEED, METRICS
+from proxy.history.feed import FEED
+from proxy.observability.metrics import METRICS
 from tests.support.events import EventReader
 from tests.support.net import HOST
 from tests.support.sandbox import MakeProxy, Sandbox, basic_auth

@@ -10,8 +10,7 @@ from importlib.metadata import version
 
 import yaml
 
-from proxy import __version__
-from proxy.upstream.session import USER_AGENT
+from proxy import USER_AGENT, __version__
 from tests.support.settings import REPO_ROOT
 
 
