@@ -15,6 +15,7 @@ from aiohttp import web
 from proxy.backplane.connect import connect
 from proxy.backplane.interface import BACKPLANE, Backplane
 from proxy.backplane.keys import KeySpace
+from proxy.cache.clock import Clocks
 from proxy.cache.freshness import Freshness
 from proxy.cache.readthrough import CatalogCache
 from proxy.callers.keys import parse_entries
@@ -24,18 +25,16 @@ from proxy.cancellation import cancel_and_wait
 from proxy.catalog.service import CATALOG, CatalogService
 from proxy.coordination.rate import RateGate
 from proxy.coordination.turns import Turns
-from proxy.history.feed import FEED, TOPIC, ChangeFeed
+from proxy.history.feed import FEED, TOPIC, ChangeFeed, Claims
 from proxy.history.store import Versions
 from proxy.history.webhooks import Webhooks
 from proxy.observability.metrics import METRICS, CatalogGauges, Metrics
 from proxy.observability.tracing import Tracing
 from proxy.settings import SETTINGS, Settings
-from proxy.upstream.client import UpstreamClient
+from proxy.upstream.factory import build_upstream
 from proxy.upstream.models import PRODUCTS
+from proxy.upstream.options import UpstreamOptions
 from proxy.upstream.session import HTTP_SESSION, open_session
-from proxy.upstream.token import TokenProvider
-from proxy.upstream.token_store import BackplaneTokens
-from proxy.upstream.windows import RateWindows
 from proxy.web.answers import ANSWERS, Answers
 from proxy.web.health import LIFECYCLE, Lifecycle
 from proxy.web.openapi import OPENAPI, load_document
@@ -139,63 +138,42 @@ async def _catalog(
 ) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
-    session = app[HTTP_SESSION]
-    if settings.client_id is None or settings.client_secret is None:
-        raise RuntimeError("the 1NCE client id and secret are required")
     keys = _keys(settings)
     backplane = app[BACKPLANE]
     # The lock value names the replica, so an operator can see who is fetching.
     owner = _replica(settings)
-
-    def turns(name: str, topic: str) -> Turns:
-        return Turns(backplane, name=name, topic=topic, ttl=settings.lock_timeout, owner=owner)
-
-    windows = RateWindows(backplane=backplane, key=keys.rate_window, metrics=metrics)
-    tokens = TokenProvider(
-        session,
-        token_url=f"{settings.upstream_url}/oauth/token",
-        client_id=settings.client_id,
-        client_secret=settings.client_secret,
-        margin=settings.token_refresh_margin,
-        windows=windows,
+    upstream = build_upstream(
+        app[HTTP_SESSION],
+        UpstreamOptions.from_settings(settings),
+        backplane=backplane,
+        keys=keys,
+        owner=owner,
         metrics=metrics,
-        timeout=settings.upstream_timeout,
-        max_bytes=settings.upstream_max_bytes,
-        retry_after_max=settings.retry_after_max,
-        shared=BackplaneTokens(backplane, key=keys.token),
-        turns=turns(keys.token_lock, "token"),
-        max_wait=settings.upstream_timeout,
-        tracing=tracing,
-    )
-    upstream = UpstreamClient(
-        session,
-        tokens,
-        base_url=settings.upstream_url,
-        timeout=settings.upstream_timeout,
-        retries=settings.upstream_retries,
-        windows=windows,
-        metrics=metrics,
-        max_bytes=settings.upstream_max_bytes,
-        retry_after_max=settings.retry_after_max,
         tracing=tracing,
     )
     cache = CatalogCache(
         store=backplane,
         key=keys.catalog,
         freshness=Freshness(settings.cache_ttl, settings.stale_ttl),
-        loader=lambda: upstream.fetch(PRODUCTS),
-        turns=turns(keys.catalog_lock, "catalog"),
+        loader=lambda: upstream.client.fetch(PRODUCTS),
         # A holder that died leaves its lock until it expires; the next holder then needs up
         # to the upstream timeout. Only past both (and a slack) does a waiter fetch alone.
-        max_wait=settings.lock_timeout + settings.upstream_timeout + FILL_WAIT_SLACK,
+        turns=Turns(
+            backplane,
+            name=keys.catalog_lock,
+            topic="catalog",
+            ttl=settings.lock_timeout,
+            owner=owner,
+            max_wait=settings.lock_timeout + settings.upstream_timeout + FILL_WAIT_SLACK,
+        ),
         metrics=metrics,
-        clock=clock,
+        clocks=Clocks(wall=clock),
         tracing=tracing,
     )
     metrics.watch_catalog(lambda: _catalog_gauges(cache, clock()))
     backplane.on("catalog", cache.shared_changed)
     admin_gate = RateGate(backplane, keys.admin_refresh, settings.admin_refresh_interval)
-    service = CatalogService(cache, upstream, tokens, admin_gate=admin_gate)
+    service = CatalogService(cache, upstream.client, upstream.tokens, admin_gate=admin_gate)
     app[CATALOG] = service
     # The keeper fills at once with warm-up on, else from the first caller on, and from then
     # on keeps a usable catalog with no traffic needed (docs/reliability.md).
@@ -207,7 +185,7 @@ async def _catalog(
     yield
     await cancel_and_wait(warmup)
     await cache.close()
-    await tokens.close()
+    await upstream.close()
 
 
 async def _feed(app: web.Application) -> AsyncIterator[None]:
@@ -228,15 +206,12 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
         store=_versions(backplane, keys, settings),
         catalog=app[CATALOG],
         backplane=backplane,
-        keys=keys,
         metrics=app[METRICS],
-        max_versions=settings.history_versions,
         max_body=settings.upstream_max_bytes,
         max_streams=settings.max_streams,
         webhooks=webhooks,
         # Long past any replica's catching up: a version is never delivered twice.
-        claim_ttl=WEBHOOK_CLAIM_TTL,
-        owner=_replica(settings),
+        claims=Claims(backplane, keys, owner=_replica(settings), ttl=WEBHOOK_CLAIM_TTL),
     )
     app[FEED] = feed
     # A stored catalog may be a new version to record; a new version, news to tell.

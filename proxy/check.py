@@ -17,14 +17,12 @@ from proxy import __version__
 from proxy.backplane.connect import connect
 from proxy.backplane.keys import KeySpace
 from proxy.backplane.memory import MemoryBackplane
-from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
 from proxy.settings import Settings
 from proxy.upstream.errors import UpstreamAuthError, UpstreamError
+from proxy.upstream.factory import build_upstream
+from proxy.upstream.options import UpstreamOptions
 from proxy.upstream.session import open_session
-from proxy.upstream.token import TokenProvider
-from proxy.upstream.token_store import BackplaneTokens
-from proxy.upstream.windows import RateWindows
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -115,38 +113,24 @@ async def _store_finding(settings: Settings) -> Finding:
 
 
 async def _token_finding(settings: Settings) -> Finding:
-    if settings.client_id is None or settings.client_secret is None:
+    try:
+        options = UpstreamOptions.from_settings(settings)
+    except ValueError:
         return Finding("token", ok=False, detail="PROXY_CLIENT_ID and PROXY_CLIENT_SECRET unset")
-    token_url = f"{settings.upstream_url}/oauth/token"
-    metrics = Metrics()
-    # A private store: the check must not replace or announce the deployment's shared token.
-    private = MemoryBackplane()
-    keys = KeySpace("check", settings.account_hash)
+    token_url = options.token_url
     started = time.perf_counter()
     async with open_session(settings) as session:
-        tokens = TokenProvider(
+        # A private store: the check must not replace or announce the deployment's shared token.
+        upstream = build_upstream(
             session,
-            token_url=token_url,
-            client_id=settings.client_id,
-            client_secret=settings.client_secret,
-            margin=settings.token_refresh_margin,
-            windows=RateWindows(backplane=private, key=keys.rate_window, metrics=metrics),
-            metrics=metrics,
-            timeout=settings.upstream_timeout,
-            max_bytes=settings.upstream_max_bytes,
-            retry_after_max=settings.retry_after_max,
-            shared=BackplaneTokens(private, key=keys.token),
-            turns=Turns(
-                private,
-                name=keys.token_lock,
-                topic="token",
-                ttl=settings.lock_timeout,
-                owner="check",
-            ),
-            max_wait=settings.upstream_timeout,
+            options,
+            backplane=MemoryBackplane(),
+            keys=KeySpace("check", settings.account_hash),
+            owner="check",
+            metrics=Metrics(),
         )
         try:
-            await tokens.get()
+            await upstream.tokens.get()
         except UpstreamAuthError as exc:
             return Finding(
                 "token",
@@ -156,7 +140,7 @@ async def _token_finding(settings: Settings) -> Finding:
         except UpstreamError as exc:
             return Finding("token", ok=False, detail=f"{exc} ({token_url})")
         finally:
-            await tokens.close()
+            await upstream.close()
     return Finding("token", ok=True, detail=f"issued by {token_url} in {_ms(started)}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 from redis.asyncio.client import PubSub
@@ -16,13 +17,23 @@ from proxy.observability.metrics import Metrics
 
 logger = structlog.get_logger(__name__)
 
-LISTENER_FIRST_PAUSE = 0.5
-LISTENER_MAX_PAUSE = 15.0
-# A PING goes out this often; a connection that brought nothing back (no message, no pong)
-# for this many intervals is taken as lost, which catches a frozen server or a half-open
-# TCP connection (no FIN) that no read would ever report.
-LISTENER_PING_INTERVAL = 5.0
-LISTENER_MISSED_PINGS = 3
+
+@dataclass(frozen=True, slots=True)
+class ListenerTiming:
+    """How the listener notices a lost connection, and how it comes back."""
+
+    ping_interval: float = 5.0
+    """A PING goes out this often."""
+    missed_pings: int = 3
+    """A connection that brought nothing back (no message, no pong) for this many intervals is
+    taken as lost: that catches a frozen server or a half-open TCP connection (no FIN) that no
+    read would ever report."""
+    first_pause: float = 0.5
+    """The pause before resubscribing, doubling after each further failure..."""
+    max_pause: float = 15.0
+    """... up to this."""
+
+
 # Topics are short words; anything longer is not an announcement.
 MAX_TOPIC_LENGTH = 64
 # Messages that are not announcements are logged (at debug) at most once per this many seconds.
@@ -47,27 +58,19 @@ class Subscriber:
         *,
         timeout: float,
         metrics: Metrics,
-        ping_interval: float = LISTENER_PING_INTERVAL,
-        missed_pings: int = LISTENER_MISSED_PINGS,
-        first_pause: float = LISTENER_FIRST_PAUSE,
-        max_pause: float = LISTENER_MAX_PAUSE,
+        timing: ListenerTiming = ListenerTiming(),
     ) -> None:
-        """Prepare a notifier for ``channel``; :meth:`run` does the listening.
-
-        The connection is taken as lost after ``missed_pings`` times ``ping_interval`` seconds
-        without anything from Redis; resubscribing waits ``first_pause`` seconds, doubling
-        after each further failure up to ``max_pause``.
-        """
+        """Prepare a notifier for ``channel``; :meth:`run` does the listening, on ``timing``."""
         self._open_pubsub = open_pubsub
         self._channel = channel
         self._topics = topics
         self._timeout = timeout
         self._metrics = metrics
-        self._ping_interval = ping_interval
-        self._silence_limit = ping_interval * missed_pings
-        self._max_pause = max_pause
+        self._ping_interval = timing.ping_interval
+        self._silence_limit = timing.ping_interval * timing.missed_pings
+        self._max_pause = timing.max_pause
         # Jittered, so replicas that lost Redis together do not all come back at once.
-        self._backoff = Backoff(first=first_pause, cap=max_pause)
+        self._backoff = Backoff(first=timing.first_pause, cap=timing.max_pause)
         self._ignored = 0
         self._ignored_logged_at = -IGNORED_LOG_INTERVAL
         self.listening = False

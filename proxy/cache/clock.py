@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 CLOCK_SKEW_TOLERANCE = 5.0
@@ -12,6 +13,16 @@ FIRST_SEEN_KEPT = 8
 """Times ahead of this clock remembered (oldest forgotten first): a few catalogs or versions."""
 
 Identity = TypeVar("Identity", bound=Hashable)
+
+
+@dataclass(frozen=True, slots=True)
+class Clocks:
+    """The two clocks a cache reads (tests give it clocks that move only when told)."""
+
+    wall: Callable[[], float] = time.time
+    """Stamps entries and judges their age: compared across replicas (see `OwnClock`)."""
+    monotonic: Callable[[], float] = time.monotonic
+    """Paces retries and store reads: only ever compared with itself."""
 
 
 class OwnClock(Generic[Identity]):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 
 import structlog
 
 from proxy.backplane.interface import Backplane
 from proxy.cache.attempts import LoadAttempts, Payload
+from proxy.cache.clock import Clocks
 from proxy.cache.decision import STORE_READ_INTERVAL, Action, Asker, Situation, Step, decide
 from proxy.cache.entry import CatalogEntry
 from proxy.cache.fills import Fills
@@ -55,15 +55,14 @@ class CatalogCache:
         loader: Callable[[], Awaitable[Payload]],
         metrics: Metrics,
         turns: Turns,
-        max_wait: float = 30.0,
-        clock: Callable[[], float] = time.time,
-        timer: Callable[[], float] = time.monotonic,
+        clocks: Clocks = Clocks(),  # noqa: B008 - frozen, shared safely
         tracing: Tracing | None = None,
     ) -> None:
-        """Wire the cache: ``clock`` stamps entries (wall time), ``timer`` paces retries.
+        """Wire the cache: ``clocks.wall`` stamps entries, ``clocks.monotonic`` paces retries.
 
         With ``tracing``, fills are spans, and callers that join one link to its starter.
         """
+        clock, timer = clocks.wall, clocks.monotonic
         self._shared = SharedEntry(
             store, key, retention=freshness.retention, metrics=metrics, clock=clock, timer=timer
         )
@@ -78,7 +77,6 @@ class CatalogCache:
             load=self._load,
             store=self._shared.write,
             coordinator=turns,
-            max_wait=max_wait,
             metrics=metrics,
             clock=timer,
             tracing=tracing,

@@ -141,7 +141,7 @@ class CatalogService:
         Raises `UpstreamBadResponse` when they do not parse.
         """
         try:
-            return CatalogView.build(parse_catalog(body))
+            return CatalogView.parse(body)
         except InvalidCatalogError as exc:
             raise UpstreamBadResponse(f"a kept catalog cannot be read: {exc}") from None
 

@@ -12,7 +12,7 @@ from typing import Any
 from proxy.catalog.categories import Category, categorize, form_factor, grade
 from proxy.catalog.money import format_amount, normalize_currency, sum_by_currency, usable_amount
 from proxy.catalog.query import ProductQuery, SortKey
-from proxy.upstream.models import Charge, Product
+from proxy.upstream.models import Charge, Product, parse_catalog
 
 PRICE_CURRENCY = "EUR"
 """The currency whose one-time total orders products by price."""
@@ -179,6 +179,11 @@ class CatalogView:
             by_id=MappingProxyType(by_id),
             category_counts=tuple((category, counts[category]) for category in Category),
         )
+
+    @classmethod
+    def parse(cls, body: bytes) -> CatalogView:
+        """Return the view of a catalog's bytes; `InvalidCatalogError` if they do not parse."""
+        return cls.build(parse_catalog(body))
 
     def select(self, query: ProductQuery) -> list[SimplifiedProduct]:
         """Return the products that pass every filter of ``query``, in its order.

@@ -34,8 +34,8 @@ class CoordinatedFill(Generic[T]):
        which wakes every replica's waiters;
     3. without the turn: a value ``meanwhile`` accepts is used while another replica loads
        (a token still valid inside its renewal margin); else wait for the announcement,
-       re-reading every ``WAIT_SLICE``, and after ``max_wait`` load alone rather than keep
-       callers waiting on a holder that is gone.
+       re-reading every ``WAIT_SLICE``, and after the turns' ``max_wait`` load alone rather
+       than keep callers waiting on a holder that is gone.
 
     ``force`` skips the reads: the answer is then always a value this replica loaded after
     the call began (an operator's refresh). Callers in one process are coalesced by the
@@ -53,7 +53,6 @@ class CoordinatedFill(Generic[T]):
         load: Callable[[], Awaitable[T]],
         store: Callable[[T], Awaitable[None]],
         coordinator: Turns,
-        max_wait: float,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
         tracing: Tracing | None = None,
@@ -64,7 +63,6 @@ class CoordinatedFill(Generic[T]):
         self._load = load
         self._store = store
         self._coordinator = coordinator
-        self._max_wait = max_wait
         self._metrics = metrics
         self._clock = clock
         self._tracing = tracing
@@ -89,7 +87,7 @@ class CoordinatedFill(Generic[T]):
         force: bool,
     ) -> T:
         """Run :meth:`run`; a wait span, once one starts, is entered on ``waiting``."""
-        give_up_at = self._clock() + self._max_wait
+        give_up_at = self._clock() + self._coordinator.max_wait
         waited = False
         while True:
             announced = self._coordinator.waiter()
@@ -111,7 +109,9 @@ class CoordinatedFill(Generic[T]):
                 if self._tracing is not None:
                     waiting.enter_context(self._tracing.span(f"wait for {self._name} fill"))
             if self._clock() >= give_up_at:
-                logger.warning("fill_wait_exceeded", value=self._name, waited=self._max_wait)
+                logger.warning(
+                    "fill_wait_exceeded", value=self._name, waited=self._coordinator.max_wait
+                )
                 waiting.close()
                 return await self._load_and_store(alone=True)
             with contextlib.suppress(TimeoutError):

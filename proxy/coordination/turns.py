@@ -21,14 +21,26 @@ class Turns:
     """
 
     def __init__(
-        self, backplane: Backplane, *, name: str, topic: str, ttl: float, owner: str
+        self,
+        backplane: Backplane,
+        *,
+        name: str,
+        topic: str,
+        ttl: float,
+        owner: str,
+        max_wait: float = 30.0,
     ) -> None:
-        """Coordinate work named ``name`` (the lock key) announced as ``topic``."""
+        """Coordinate work named ``name`` (the lock key) announced as ``topic``.
+
+        ``max_wait``: how long a replica waits on another's turn before it works alone.
+        """
         self._backplane = backplane
         self._name = name
         self._topic = topic
         self._ttl = ttl
         self._owner = owner
+        self.max_wait = max_wait
+        """Seconds a replica waits on another's turn before it does the work alone."""
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[bool]:

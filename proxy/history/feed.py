@@ -7,7 +7,6 @@ import contextlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 
 import structlog
 from aiohttp import web
@@ -51,6 +50,22 @@ class HistoryUnavailableError(Exception):
     """The store holding the history could not be read."""
 
 
+class Claims:
+    """Which replica delivers a version's webhooks: the first to claim it, deployment-wide."""
+
+    def __init__(self, backplane: Backplane, keys: KeySpace, *, owner: str, ttl: float) -> None:
+        """Claim through ``backplane``, naming ``owner``; a claim lasts ``ttl`` seconds."""
+        self._backplane = backplane
+        self._keys = keys
+        self._owner = owner.encode()
+        self._ttl = ttl
+
+    async def take(self, epoch: str, version: int) -> bool:
+        """Claim ``version`` of ``epoch``; True if this replica is the one to deliver it."""
+        key = self._keys.webhook_claim(epoch, version)
+        return bool(await self._backplane.set_if_absent(key, self._owner, self._ttl))
+
+
 class ChangeFeed:
     """Numbers the catalogs the deployment stores and follows the numbering on every replica.
 
@@ -71,29 +86,27 @@ class ChangeFeed:
         store: Versions,
         catalog: CatalogService,
         backplane: Backplane,
-        keys: KeySpace,
         metrics: Metrics,
-        max_versions: int,
         max_body: int,
         max_streams: int,
         webhooks: Webhooks | None = None,
-        claim_ttl: float = 3600.0,
-        owner: str = "",
-        timer: Callable[[], float] = time.monotonic,
+        claims: Claims | None = None,
     ) -> None:
-        """Record into ``store`` what ``catalog`` holds; tell ``webhooks`` of new versions."""
+        """Record into ``store`` what ``catalog`` holds; tell ``webhooks`` of new versions.
+
+        ``claims`` decide which replica delivers each version (required with ``webhooks``).
+        """
+        if webhooks is not None and claims is None:
+            raise ValueError("webhooks need claims: one replica delivers each version")
         self._store = store
         self._catalog = catalog
         self._backplane = backplane
-        self._keys = keys
         self._metrics = metrics
-        self._max_versions = max_versions
         self._max_body = max_body
         self._max_streams = max_streams
         self._webhooks = webhooks
-        self._claim_ttl = claim_ttl
-        self._owner = owner.encode()
-        self._timer = timer
+        self._claims = claims
+        self._timer = time.monotonic
         self._history: History | None = None
         self._read_at = -math.inf
         self._changed = asyncio.Event()
@@ -224,7 +237,7 @@ class ChangeFeed:
         if head is None or known is None or _head_of(head) != _head_of(known):
             if head is None or head.current is None:
                 return head
-            return await self._store.read(self._max_versions)
+            return await self._store.read(self._store.max_versions)
         self._read_at = self._timer()
         return known
 
@@ -251,8 +264,8 @@ class ChangeFeed:
     async def _deliver(self, event: VersionEvent) -> None:
         """Hand ``event`` to the webhooks if this replica is the one to deliver it."""
         assert self._webhooks is not None  # noqa: S101 - checked by the caller
-        key = self._keys.webhook_claim(event.epoch, event.record.version)
-        if await self._backplane.set_if_absent(key, self._owner, self._claim_ttl):
+        assert self._claims is not None  # noqa: S101 - checked at construction
+        if await self._claims.take(event.epoch, event.record.version):
             self._webhooks.deliver(event)
 
     async def _record(self, entry: CatalogEntry, history: History) -> bool:

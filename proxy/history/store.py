@@ -58,7 +58,8 @@ class Versions:
         """Keep at most ``max_versions`` versions and ``max_bytes`` of snapshots in ``log``."""
         self._backplane = backplane
         self._log = log
-        self._max_versions = max_versions
+        self.max_versions = max_versions
+        """The most versions kept."""
         self._max_bytes = max_bytes
 
     async def read(self, count: int) -> History | None:
@@ -94,7 +95,7 @@ class Versions:
             new_epoch=new_epoch(),
             item=record.encode(),
             snapshot=snapshot,
-            max_items=self._max_versions,
+            max_items=self.max_versions,
             max_bytes=self._max_bytes,
         )
         return await self._backplane.log_append(self._log, append)

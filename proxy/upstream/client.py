@@ -24,8 +24,9 @@ from proxy.upstream.errors import (
     UpstreamTimeout,
     status_outcome,
 )
+from proxy.upstream.options import UpstreamOptions
 from proxy.upstream.token import TokenProvider
-from proxy.upstream.transport import Answer, exchange
+from proxy.upstream.transport import Answer, Outgoing, exchange
 from proxy.upstream.windows import RateWindows, parse_retry_after
 
 logger = structlog.get_logger(__name__)
@@ -76,26 +77,22 @@ class UpstreamClient:
         self,
         session: aiohttp.ClientSession,
         tokens: TokenProvider,
+        options: UpstreamOptions,
         *,
-        base_url: str,
-        timeout: float,
-        retries: int,
         windows: RateWindows,
         metrics: Metrics,
-        max_bytes: int,
-        retry_after_max: float,
         tracing: Tracing | None = None,
     ) -> None:
         """Prepare a client over the app's shared session; ``tracing``: a span per request."""
         self._session = session
         self._tokens = tokens
-        self._base_url = base_url
-        self._timeout = timeout
-        self._retries = retries
+        self._base_url = options.base_url
+        self._timeout = options.timeout
+        self._retries = options.retries
         self._windows = windows
         self._metrics = metrics
-        self._max_bytes = max_bytes
-        self._retry_after_max = retry_after_max
+        self._max_bytes = options.max_bytes
+        self._retry_after_max = options.retry_after_max
         self._tracing = tracing
         self._outcomes: dict[str, str] = {}
         self._latest: dict[str, Fetched[Any]] = {}
@@ -188,8 +185,7 @@ class UpstreamClient:
 
     async def _get(self, endpoint: Endpoint[Any], bearer: SecretStr) -> Answer:
         """GET ``endpoint``; every outcome but a 200 is counted here, a 200 once parsed."""
-        answer = await exchange(
-            self._session,
+        request = Outgoing(
             "GET",
             f"{self._base_url}{endpoint.path}",
             endpoint=endpoint.name,
@@ -197,10 +193,14 @@ class UpstreamClient:
                 "Authorization": f"Bearer {bearer.get_secret_value()}",
                 "Accept": "application/json",
             },
+            route=endpoint.path,
+        )
+        answer = await exchange(
+            self._session,
+            request,
             max_bytes=self._max_bytes,
             metrics=self._metrics,
             tracing=self._tracing,
-            route=endpoint.path,
         )
         if answer.status != 200:
             self._metrics.upstream(endpoint.name, status_outcome(answer.status), answer.seconds)

@@ -30,7 +30,8 @@ from proxy.upstream.errors import (
     back_off,
     status_outcome,
 )
-from proxy.upstream.transport import exchange
+from proxy.upstream.options import UpstreamOptions
+from proxy.upstream.transport import Outgoing, exchange
 from proxy.upstream.windows import RateWindows, parse_retry_after
 
 logger = structlog.get_logger(__name__)
@@ -87,6 +88,15 @@ class _Held:
     dead_at: float  # monotonic: not to be used from then on
 
 
+@dataclass(frozen=True, slots=True)
+class TokenSharing:
+    """What the replicas share about tokens: the windows, the stored token, the turn to fetch."""
+
+    windows: RateWindows
+    store: SharedTokens
+    turns: Turns
+
+
 class TokenProvider:
     """Hands out a valid bearer token, fetching a new one only when needed.
 
@@ -101,19 +111,10 @@ class TokenProvider:
     def __init__(
         self,
         session: aiohttp.ClientSession,
+        options: UpstreamOptions,
         *,
-        token_url: str,
-        client_id: str,
-        client_secret: SecretStr,
-        margin: float,
-        windows: RateWindows,
+        sharing: TokenSharing,
         metrics: Metrics,
-        timeout: float,
-        max_bytes: int,
-        retry_after_max: float,
-        shared: SharedTokens,
-        turns: Turns,
-        max_wait: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         tracing: Tracing | None = None,
@@ -123,16 +124,16 @@ class TokenProvider:
         With ``tracing``, renewals and token requests make spans.
         """
         self._session = session
-        self._token_url = token_url
-        credentials = f"{client_id}:{client_secret.get_secret_value()}".encode()
+        self._token_url = options.token_url
+        credentials = f"{options.client_id}:{options.client_secret.get_secret_value()}".encode()
         self._authorization = SecretStr(f"Basic {base64.b64encode(credentials).decode()}")
-        self._margin = margin
-        self._windows = windows
+        self._margin = options.token_margin
+        self._windows = sharing.windows
         self._metrics = metrics
-        self._timeout = timeout
-        self._max_bytes = max_bytes
-        self._retry_after_max = retry_after_max
-        self._shared = shared
+        self._timeout = options.timeout
+        self._max_bytes = options.max_bytes
+        self._retry_after_max = options.retry_after_max
+        self._shared = sharing.store
         self._clock = clock
         self._wall_clock = wall_clock
         self._tracing = tracing
@@ -142,11 +143,10 @@ class TokenProvider:
         self._refused: UpstreamAuthError | None = None
         self._fill = CoordinatedFill(
             name="token",
-            read=shared.load,
+            read=sharing.store.load,
             load=self._fetch,
-            store=shared.save,
-            coordinator=turns,
-            max_wait=max_wait,
+            store=sharing.store.save,
+            coordinator=sharing.turns,
             metrics=metrics,
             clock=clock,
             tracing=tracing,
@@ -244,8 +244,7 @@ class TokenProvider:
         return token
 
     async def _request(self) -> SharedToken:
-        answer = await exchange(
-            self._session,
+        request = Outgoing(
             "POST",
             self._token_url,
             endpoint=ENDPOINT,
@@ -254,10 +253,14 @@ class TokenProvider:
                 "Authorization": self._authorization.get_secret_value(),
             },
             json_body={"grant_type": "client_credentials"},
+            route=ROUTE,
+        )
+        answer = await exchange(
+            self._session,
+            request,
             max_bytes=self._max_bytes,
             metrics=self._metrics,
             tracing=self._tracing,
-            route=ROUTE,
         )
         status = answer.status
         payload = _json_or_none(answer.body)

@@ -6,7 +6,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 from aiohttp import hdrs
@@ -39,6 +39,20 @@ _IDENTITY = frozenset({"", "identity"})
 
 
 @dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One request to the upstream, as its caller builds it."""
+
+    method: str
+    url: str
+    endpoint: str
+    """The endpoint's name, for metrics (``token``, ``products``)."""
+    headers: Mapping[str, str]
+    json_body: object | None = None
+    route: str | None = None
+    """The span's route (the URL's path by default)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     """An upstream answer read whole: status, headers, decoded body and time taken.
 
@@ -63,51 +77,33 @@ class _Refused(Exception):
 
 async def exchange(
     session: aiohttp.ClientSession,
-    method: str,
-    url: str,
+    request: Outgoing,
     *,
-    endpoint: str,
-    headers: Mapping[str, str],
-    json_body: object | None = None,
     max_bytes: int,
     metrics: Metrics,
     tracing: Tracing | None = None,
-    route: str | None = None,
 ) -> Answer:
     """Send one request and read its answer, of at most ``max_bytes`` once decoded.
 
-    Redirects are refused, never followed, so credentials go nowhere but ``url``. Failures
-    raise an :class:`UpstreamError` subclass and are counted under ``endpoint`` in
-    ``metrics``; an answer that is returned is not counted, its caller does that once it has
-    judged the answer (``Answer.seconds`` is the time to count). A cancelled exchange is
-    counted as ``timeout`` and the cancellation goes on.
+    Redirects are refused, never followed, so credentials go nowhere but the request's URL.
+    Failures raise an :class:`UpstreamError` subclass and are counted under the request's
+    endpoint in ``metrics``; an answer that is returned is not counted, its caller does that
+    once it has judged the answer (``Answer.seconds`` is the time to count). A cancelled
+    exchange is counted as ``timeout`` and the cancellation goes on.
 
     The request carries the W3C trace context of the work it serves, and nothing else of
-    it: with ``tracing``, that of a client span named after ``route`` (the URL's path by
-    default); without, the trace of the request being served (``REQUEST``), if it has one.
+    it: with ``tracing``, that of a client span named after its route; without, the trace of
+    the request being served (``REQUEST``), if it has one.
     """
     if tracing is None:
-        return await _counted(
-            session,
-            method,
-            url,
-            endpoint=endpoint,
-            headers=_with_request_trace(headers),
-            json_body=json_body,
-            max_bytes=max_bytes,
-            metrics=metrics,
-        )
-    with tracing.client_span(method, url, route=route or URL(url).path, endpoint=endpoint) as span:
-        answer = await _counted(
-            session,
-            method,
-            url,
-            endpoint=endpoint,
-            headers=span.inject(headers),
-            json_body=json_body,
-            max_bytes=max_bytes,
-            metrics=metrics,
-        )
+        traced = replace(request, headers=_with_request_trace(request.headers))
+        return await _counted(session, traced, max_bytes=max_bytes, metrics=metrics)
+    route = request.route or URL(request.url).path
+    with tracing.client_span(
+        request.method, request.url, route=route, endpoint=request.endpoint
+    ) as span:
+        traced = replace(request, headers=span.inject(request.headers))
+        answer = await _counted(session, traced, max_bytes=max_bytes, metrics=metrics)
         span.answered(answer.status)
         return answer
 
@@ -125,32 +121,16 @@ def _with_request_trace(headers: Mapping[str, str]) -> Mapping[str, str]:
 
 
 async def _counted(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    *,
-    endpoint: str,
-    headers: Mapping[str, str],
-    json_body: object | None,
-    max_bytes: int,
-    metrics: Metrics,
+    session: aiohttp.ClientSession, request: Outgoing, *, max_bytes: int, metrics: Metrics
 ) -> Answer:
     """Run one exchange, counting and sorting its failures (see :func:`exchange`)."""
     started = time.perf_counter()
 
     def count(outcome: str) -> None:
-        metrics.upstream(endpoint, outcome, time.perf_counter() - started)
+        metrics.upstream(request.endpoint, outcome, time.perf_counter() - started)
 
     try:
-        return await _exchange(
-            session,
-            method,
-            url,
-            headers=headers,
-            json_body=json_body,
-            max_bytes=max_bytes,
-            started=started,
-        )
+        return await _exchange(session, request, max_bytes=max_bytes, started=started)
     except _Refused as refusal:
         count(refusal.outcome)
         raise refusal.error from None
@@ -178,22 +158,15 @@ async def _counted(
 
 
 async def _exchange(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    *,
-    headers: Mapping[str, str],
-    json_body: object | None,
-    max_bytes: int,
-    started: float,
+    session: aiohttp.ClientSession, request: Outgoing, *, max_bytes: int, started: float
 ) -> Answer:
-    sent = CIMultiDict(headers)
+    sent = CIMultiDict(request.headers)
     sent[hdrs.ACCEPT_ENCODING] = ACCEPT_ENCODING
     async with session.request(
-        method,
-        url,
+        request.method,
+        request.url,
         headers=sent,
-        json=json_body,
+        json=request.json_body,
         allow_redirects=False,
         # Inflating here, not in aiohttp, is what keeps a compressed answer within the bound.
         auto_decompress=False,

@@ -16,7 +16,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from proxy.backplane.pubsub import Subscriber
+from proxy.backplane.pubsub import ListenerTiming, Subscriber
 from proxy.backplane.topics import Topics
 from proxy.observability.metrics import Metrics
 from tests.support.redis import RedisServer, node_client
@@ -42,7 +42,7 @@ class Notifier:
             self.topics,
             timeout=TIMEOUT,
             metrics=metrics,
-            **options,
+            timing=ListenerTiming(**options),
         )
         self.waiter = self.topics.waiter
         self.on = self.topics.on

@@ -17,7 +17,7 @@ import pytest
 
 from proxy.observability.context import REQUEST, RequestContext, TraceParent
 from proxy.observability.metrics import Metrics
-from proxy.upstream.transport import exchange
+from proxy.upstream.transport import Outgoing, exchange
 from tests.support.sandbox import MakeProxy, Sandbox
 from tests.support.settings import REPO_ROOT, clean_env
 from tests.support.waiting import eventually
@@ -189,16 +189,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def _token_request(session: aiohttp.ClientSession, sandbox: Sandbox) -> int:
-    answer = await exchange(
-        session,
+    request = Outgoing(
         "POST",
         f"{sandbox.url}/oauth/token",
         endpoint="token",
         headers={"Accept": "application/json"},
         json_body={"grant_type": "client_credentials"},
-        max_bytes=1 << 20,
-        metrics=Metrics(),
     )
+    answer = await exchange(session, request, max_bytes=1 << 20, metrics=Metrics())
     return answer.status
 
 

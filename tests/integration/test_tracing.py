@@ -683,7 +683,7 @@ async def test_store_commands_in_a_trace_are_client_spans(
 async def test_waiting_for_another_replicas_fill_is_a_span(
     redis_backplane: RedisBackplane, traced: Traced
 ) -> None:
-    turns = Turns(redis_backplane, name="test:lock", topic="test", ttl=5, owner="test")
+    turns = Turns(redis_backplane, name="test:lock", topic="test", ttl=5, owner="test", max_wait=5)
     await redis_backplane.start()
     stored: list[int] = []
     loading = asyncio.Event()
@@ -707,7 +707,6 @@ async def test_waiting_for_another_replicas_fill_is_a_span(
             load=load,
             store=store,
             coordinator=turns,
-            max_wait=5,
             metrics=Metrics(),
             tracing=traced.tracing,
         )

@@ -25,7 +25,7 @@ from proxy.upstream.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from proxy.upstream.transport import ACCEPT_ENCODING, Answer, exchange
+from proxy.upstream.transport import ACCEPT_ENCODING, Answer, Outgoing, exchange
 from tests.support.net import free_port
 from tests.support.sandbox import Sandbox, basic_auth
 from tests.support.settings import REPO_ROOT
@@ -72,11 +72,7 @@ def counted(metrics: Metrics) -> dict[tuple[str, str], float]:
 async def get_token(session: aiohttp.ClientSession, base: str, metrics: Metrics) -> str:
     answer = await exchange(
         session,
-        "POST",
-        f"{base}/oauth/token",
-        endpoint="token",
-        headers=BASIC,
-        json_body=GRANT,
+        Outgoing("POST", f"{base}/oauth/token", "token", BASIC, json_body=GRANT),
         max_bytes=64 * 1024,
         metrics=metrics,
     )
@@ -88,14 +84,9 @@ async def get_token(session: aiohttp.ClientSession, base: str, metrics: Metrics)
 async def get_products(
     session: aiohttp.ClientSession, url: str, token: str, metrics: Metrics, max_bytes: int
 ) -> Answer:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     return await exchange(
-        session,
-        "GET",
-        url,
-        endpoint="products",
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-        max_bytes=max_bytes,
-        metrics=metrics,
+        session, Outgoing("GET", url, "products", headers), max_bytes=max_bytes, metrics=metrics
     )
 
 
@@ -151,13 +142,11 @@ async def test_the_request_asks_only_for_codings_it_can_bound_and_carries_the_js
         return web.json_response({"ok": True})
 
     server = await aiohttp_server(serving(record))
+    headers = {"accept-encoding": "br, zstd", "X-Test": "1"}
+    url = str(server.make_url("/oauth/token"))
     answer = await exchange(
         session,
-        "POST",
-        str(server.make_url("/oauth/token")),
-        endpoint="token",
-        headers={"accept-encoding": "br, zstd", "X-Test": "1"},
-        json_body=GRANT,
+        Outgoing("POST", url, "token", headers, json_body=GRANT),
         max_bytes=1000,
         metrics=metrics,
     )
@@ -533,7 +522,7 @@ import asyncio, json, sys
 import aiohttp
 from proxy.observability.metrics import Metrics
 from proxy.upstream.errors import UpstreamError
-from proxy.upstream.transport import exchange
+from proxy.upstream.transport import Outgoing, exchange
 from tests.support.sandbox import basic_auth
 
 async def main():
@@ -543,13 +532,12 @@ async def main():
         for base in sys.argv[3:]:
             grant = {"grant_type": "client_credentials"}
             auth = {"Authorization": basic_auth(sys.argv[1], sys.argv[2])}
-            answer = await exchange(session, "POST", base + "/oauth/token", endpoint="token",
-                                    headers=auth, json_body=grant, max_bytes=65536,
-                                    metrics=metrics)
+            answer = await exchange(session, Outgoing("POST", base + "/oauth/token", "token",
+                                    auth, json_body=grant), max_bytes=65536, metrics=metrics)
             token = json.loads(answer.body)["access_token"]
             try:
-                await exchange(session, "GET", base + "/v1/products", endpoint="products",
-                               headers={"Authorization": "Bearer " + token},
+                await exchange(session, Outgoing("GET", base + "/v1/products", "products",
+                               {"Authorization": "Bearer " + token}),
                                max_bytes=8 * 2**20, metrics=metrics)
             except UpstreamError as error:
                 errors.append(str(error))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from proxy.backplane.memory import MemoryBackplane
+from proxy.cache.clock import Clocks
 from proxy.cache.entry import CatalogEntry
 from proxy.cache.freshness import Freshness
 from proxy.cache.lookup import Lookup, Outcome
@@ -87,8 +88,7 @@ def make_cache(store: MemoryBackplane, loader: Loader, clock: FakeClock) -> Cata
         loader=loader,
         metrics=Metrics(),
         turns=Turns(store, name="lock", topic="catalog", ttl=30, owner="test"),
-        clock=clock,
-        timer=clock,
+        clocks=Clocks(wall=clock, monotonic=clock),
     )
 
 
@@ -478,8 +478,7 @@ async def test_a_reused_lookup_always_tells_the_exact_whole_seconds(
         loader=loader,
         metrics=Metrics(),
         turns=Turns(store, name="lock", topic="catalog", ttl=30, owner="test"),
-        clock=clock,
-        timer=clock,
+        clocks=Clocks(wall=clock, monotonic=clock),
     )
     fetched = (await catalog.get()).entry.fetched_at
     step = 0.05
