@@ -29,7 +29,7 @@ from proxy.history.feed import FEED, TOPIC, ChangeFeed, Claims
 from proxy.history.store import Versions
 from proxy.history.webhooks import Webhooks
 from proxy.observability.metrics import METRICS, CatalogGauges, Metrics
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 from proxy.settings import SETTINGS, Settings
 from proxy.upstream.factory import build_upstream
 from proxy.upstream.models import PRODUCTS
@@ -51,7 +51,7 @@ WEBHOOK_CLAIM_TTL = 86400.0
 def create_app(
     settings: Settings,
     *,
-    tracing: Tracing | None = None,
+    tracing: Tracing = NO_TRACING,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """Build the service; resources open on startup and close on cleanup, in order.
@@ -118,7 +118,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _backplane(app: web.Application, *, tracing: Tracing | None) -> AsyncIterator[None]:
+async def _backplane(app: web.Application, *, tracing: Tracing) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     backplane = connect(
         settings,
@@ -134,7 +134,7 @@ async def _backplane(app: web.Application, *, tracing: Tracing | None) -> AsyncI
 
 
 async def _catalog(
-    app: web.Application, *, tracing: Tracing | None, clock: Callable[[], float]
+    app: web.Application, *, tracing: Tracing, clock: Callable[[], float]
 ) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]

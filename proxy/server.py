@@ -81,7 +81,7 @@ async def serve(settings: Settings, *, sandbox: SandboxOptions | None = None) ->
             )
         # Spans only when the otel extra is installed and OTEL_* asks for them; flushed last.
         tracing = start_tracing()
-        if tracing is not None:
+        if tracing.enabled:
             # Flushing may wait for the exporter's timeout: off the event loop.
             stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
         app = create_app(settings, tracing=tracing)

@@ -18,7 +18,7 @@ from proxy.backplane.interface import Backplane
 from proxy.backplane.memory import MemoryBackplane
 from proxy.backplane.redis_backplane import RedisBackplane
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 from proxy.settings import Settings
 
 HEALTH_CHECK_INTERVAL = 30
@@ -38,7 +38,7 @@ def connect(
     channel: str,
     metrics: Metrics,
     replica: str = "",
-    tracing: Tracing | None = None,
+    tracing: Tracing = NO_TRACING,
 ) -> Backplane:
     """Return the backplane for ``settings``; nothing connects until the first call.
 
@@ -82,9 +82,7 @@ def _password(settings: Settings) -> str | None:
     return password.get_secret_value() if password else None
 
 
-def _url(
-    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing | None
-) -> RedisBackplane:
+def _url(settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing) -> RedisBackplane:
     if settings.redis_url is None:
         raise ValueError("no Redis URL")
     # A burst waits (up to the call timeout) for a pooled connection instead of failing.
@@ -102,7 +100,7 @@ def _url(
 
 
 def _sentinel(
-    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing | None
+    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing
 ) -> RedisBackplane:
     sentinel_password = settings.redis_sentinel_password
     sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
@@ -141,7 +139,7 @@ def _single(
     *,
     channel: str,
     metrics: Metrics,
-    tracing: Tracing | None,
+    tracing: Tracing,
     close_extra: Callable[[], Awaitable[None]] | None = None,
 ) -> RedisBackplane:
     """Build a backplane on one data node (by URL, or the master Sentinel names)."""
@@ -157,7 +155,7 @@ def _single(
 
 
 def _cluster(
-    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing | None, replica: str
+    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing, replica: str
 ) -> RedisBackplane:
     seeds = [_host_port(address) for address in settings.redis_cluster_nodes]
     node_kwargs: dict[str, Any] = {

@@ -17,7 +17,7 @@ from proxy.backplane.pubsub import Subscriber
 from proxy.backplane.topics import Topics
 from proxy.cancellation import cancel_and_wait
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import SpanHandle, Tracing
+from proxy.observability.tracing import NO_TRACING, SpanHandle, Tracing
 
 logger = structlog.get_logger(__name__)
 
@@ -108,7 +108,7 @@ class RedisBackplane:
         metrics: Metrics,
         close_extra: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
-        tracing: Tracing | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         """Share state through ``client``; ``close_extra`` closes what else was opened."""
         self._client = client
@@ -291,7 +291,8 @@ class RedisBackplane:
         """
         if not probe and self._breaker.delay() > 0:
             return fallback
-        if self._tracing is None:
+        if not self._tracing.enabled:
+            # No context manager per Redis call while nothing is traced.
             return await self._attempt(operation, call, fallback, None, trips=trips)
         with self._tracing.store_span(command, operation) as span:
             return await self._attempt(operation, call, fallback, span, trips=trips)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from proxy.cache.entry import CatalogEntry
 from proxy.coordination.fill import CoordinatedFill
 from proxy.coordination.singleflight import SingleFlight
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 
 
 class Fills:
@@ -24,7 +24,7 @@ class Fills:
         *,
         is_fresh: Callable[[CatalogEntry], bool],
         timer: Callable[[], float] = time.monotonic,
-        tracing: Tracing | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         """Fill through ``fill``; a stored entry ``is_fresh`` accepts needs no fetch."""
         self._fill = fill

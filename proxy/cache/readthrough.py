@@ -20,7 +20,7 @@ from proxy.cache.shared import SharedEntry
 from proxy.coordination.fill import CoordinatedFill
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 from proxy.upstream.errors import replay
 
 logger = structlog.get_logger(__name__)
@@ -56,7 +56,7 @@ class CatalogCache:
         metrics: Metrics,
         turns: Turns,
         clocks: Clocks = Clocks(),  # noqa: B008 - frozen, shared safely
-        tracing: Tracing | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         """Wire the cache: ``clocks.wall`` stamps entries, ``clocks.monotonic`` paces retries.
 

@@ -12,7 +12,7 @@ import structlog
 
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 
 logger = structlog.get_logger(__name__)
 
@@ -55,7 +55,7 @@ class CoordinatedFill(Generic[T]):
         coordinator: Turns,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
-        tracing: Tracing | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         """Fill the value called ``name`` (in logs and spans) through these parts."""
         self._name = name
@@ -106,8 +106,7 @@ class CoordinatedFill(Generic[T]):
             if not waited:
                 waited = True
                 self._metrics.waiter("deployment")
-                if self._tracing is not None:
-                    waiting.enter_context(self._tracing.span(f"wait for {self._name} fill"))
+                waiting.enter_context(self._tracing.span(f"wait for {self._name} fill"))
             if self._clock() >= give_up_at:
                 logger.warning(
                     "fill_wait_exceeded", value=self._name, waited=self._coordinator.max_wait
@@ -120,8 +119,6 @@ class CoordinatedFill(Generic[T]):
 
     async def _load_and_store(self, *, alone: bool) -> T:
         """Load, store and announce; ``alone``: after waiting too long for another replica."""
-        if self._tracing is None:
-            return await self._load_stored()
         with self._tracing.span(f"fill {self._name}", **{"fill.alone": alone}):
             return await self._load_stored()
 

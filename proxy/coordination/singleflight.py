@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from proxy.observability.context import TraceParent
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 
 T = TypeVar("T")
 
@@ -22,7 +22,7 @@ class SingleFlight(Generic[T]):
     the span of each caller that joins is linked to the span of the one that started it.
     """
 
-    def __init__(self, *, tracing: Tracing | None = None) -> None:
+    def __init__(self, *, tracing: Tracing = NO_TRACING) -> None:
         """Create an idle flight."""
         self._task: asyncio.Task[T] | None = None
         self._tracing = tracing
@@ -35,15 +35,12 @@ class SingleFlight(Generic[T]):
 
     def start(self, job: Callable[[], Coroutine[Any, Any, T]]) -> tuple[asyncio.Task[T], bool]:
         """Start ``job`` unless one is in flight; return the task and whether it was joined."""
-        tracing = self._tracing
         if self._task is not None:
-            if tracing is not None:
-                tracing.link(self._starter, "joined")
+            self._tracing.link(self._starter, "joined")
             return self._task, True
         task = asyncio.get_running_loop().create_task(job())
         self._task = task
-        if tracing is not None:
-            self._starter = tracing.current()
+        self._starter = self._tracing.current()
         task.add_done_callback(self._finished)
         return task, False
 

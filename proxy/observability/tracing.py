@@ -2,12 +2,14 @@
 
 Tracing is on only when the ``otel`` extra is installed and the standard variables ask for
 it (``OTEL_TRACES_EXPORTER`` set to ``otlp`` or ``console``, ``OTEL_SDK_DISABLED`` not
-``true``); :func:`start_tracing` then returns a :class:`Tracing`, else None. OpenTelemetry is
-imported only by :func:`start_tracing` once it has decided to trace, never at import time, so
-a service without the extra, or with tracing off, pays nothing for this module.
+``true``); :func:`start_tracing` then returns an :class:`OtelTracing`, else `NO_TRACING`, a
+:class:`Tracing` whose every method does nothing. OpenTelemetry is imported only by
+:func:`start_tracing` once it has decided to trace, never at import time, so a service without
+the extra, or with tracing off, pays nothing for this module.
 
-The parts that make spans take a ``tracing`` argument (None: no spans) rather than reading a
-global tracer: several services, each with its own provider, can share one process (tests).
+The parts that make spans take a ``tracing`` argument (`NO_TRACING` by default) rather than
+reading a global tracer: several services, each with its own provider, can share one process
+(tests).
 The public methods speak the proxy's own types (:class:`TraceParent`), so callers need no
 OpenTelemetry import of their own.
 """
@@ -42,6 +44,8 @@ INSTRUMENTATION = "proxy"
 """The instrumentation scope of every span the service makes."""
 
 _EXPORTERS = frozenset({"otlp", "console"})
+_TRACEPARENT = "traceparent"
+_TRACESTATE = "tracestate"
 _OTLP_PROTOCOL = "http/protobuf"
 # Methods HTTP semantic conventions name as they are; any other is "_OTHER" (bounded names).
 _KNOWN_METHODS = frozenset(
@@ -49,8 +53,8 @@ _KNOWN_METHODS = frozenset(
 )
 
 
-def start_tracing(*, processor: SpanProcessor | None = None) -> Tracing | None:
-    """Start tracing if the environment asks for it and the SDK is installed; else None.
+def start_tracing(*, processor: SpanProcessor | None = None) -> Tracing:
+    """Start tracing if the environment asks for it and the SDK is installed; else `NO_TRACING`.
 
     ``processor`` replaces the exporter the environment names (tests pass an in-memory
     one); it turns tracing on by itself, unless ``OTEL_SDK_DISABLED`` is ``true``. The
@@ -59,12 +63,12 @@ def start_tracing(*, processor: SpanProcessor | None = None) -> Tracing | None:
     (``OTEL_EXPORTER_OTLP_*``) are read by the SDK itself.
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
+        return NO_TRACING
     exporters: list[str] = []
     if processor is None:
         exporters = _exporters(os.environ.get("OTEL_TRACES_EXPORTER", ""))
         if not exporters:
-            return None
+            return NO_TRACING
     try:
         provider = _provider()
         processors = [_batch_processor(name) for name in exporters]
@@ -74,13 +78,13 @@ def start_tracing(*, processor: SpanProcessor | None = None) -> Tracing | None:
             reason="OTEL_TRACES_EXPORTER is set but the otel extra is not installed",
             missing=exc.name,
         )
-        return None
+        return NO_TRACING
     if processor is not None:
         processors.insert(0, processor)
     for each in processors:
         provider.add_span_processor(each)
     logger.info("tracing_started", exporters=exporters or ["custom"])
-    return Tracing(provider)
+    return OtelTracing(provider)
 
 
 def _exporters(value: str) -> list[str]:
@@ -127,12 +131,98 @@ def _batch_processor(name: str) -> SpanProcessor:
     return BatchSpanProcessor(OTLPSpanExporter())
 
 
+class SpanHandle:
+    """What the code inside a span may do with it: record an answer or a failure, propagate.
+
+    This one belongs to no span (tracing is off): it records nothing, and passes on the trace
+    context of the request being served, if it came with one.
+    """
+
+    __slots__ = ()
+
+    def inject(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """Return ``headers`` plus the trace context of the request being served, if any."""
+        request = REQUEST.get()
+        trace = None if request is None else request.trace
+        if trace is None:
+            return headers
+        traced = {**headers, _TRACEPARENT: trace.traceparent}
+        if trace.state is not None:
+            traced[_TRACESTATE] = trace.state
+        return traced
+
+    def answered(self, status: int) -> None:
+        """Record a client request's response status (nothing, here)."""
+
+    def failed(self, error_type: str) -> None:
+        """Mark the span failed (nothing, here)."""
+
+
+_NO_SPAN = SpanHandle()
+
+
 class Tracing:
+    """What the service asks of tracing; this one is tracing off: every method does nothing.
+
+    `NO_TRACING` is the one instance; :class:`OtelTracing` is tracing on. Code that could skip
+    work when nothing is traced asks :attr:`enabled`.
+    """
+
+    enabled = False
+    """Whether spans are made at all."""
+
+    def wrap_handler(self, handler: Handler, route: str) -> Handler:  # noqa: ARG002 - off
+        """Return ``handler`` as it is: no server span."""
+        return handler
+
+    @contextlib.contextmanager
+    def client_span(
+        self,
+        method: str,  # noqa: ARG002 - tracing is off
+        url: str,  # noqa: ARG002
+        *,
+        route: str,  # noqa: ARG002
+        endpoint: str,  # noqa: ARG002
+    ) -> Iterator[SpanHandle]:
+        """Yield a handle that only passes on the served request's trace context."""
+        yield _NO_SPAN
+
+    @contextlib.contextmanager
+    def store_span(
+        self,
+        command: str,  # noqa: ARG002 - tracing is off
+        operation: str,  # noqa: ARG002
+    ) -> Iterator[SpanHandle | None]:
+        """Yield None: no span."""
+        yield None
+
+    @contextlib.contextmanager
+    def span(self, name: str, **attributes: AttributeValue) -> Iterator[SpanHandle]:  # noqa: ARG002
+        """Yield a handle of no span."""
+        yield _NO_SPAN
+
+    def current(self) -> TraceParent | None:
+        """Return None: work runs in no span."""
+        return None
+
+    def link(self, target: TraceParent | None, reason: str) -> None:
+        """Link nothing."""
+
+    def shutdown(self) -> None:
+        """Nothing to export."""
+
+
+NO_TRACING = Tracing()
+"""Tracing off: the default of every part that could make spans."""
+
+
+class OtelTracing(Tracing):
     """The service's tracer: wraps request handlers in server spans, makes the spans below.
 
-    Made by :func:`start_tracing`; every method assumes tracing is on. :meth:`shutdown`
-    exports what is left.
+    Made by :func:`start_tracing` when tracing is on. :meth:`shutdown` exports what is left.
     """
+
+    enabled = True
 
     def __init__(self, provider: TracerProvider) -> None:
         """Trace through ``provider``'s processors."""
@@ -275,9 +365,9 @@ class Tracing:
                 with use_span(
                     span, end_on_exit=False, record_exception=False, set_status_on_exception=False
                 ):
-                    yield SpanHandle(span, self._propagator)
+                    yield _OtelSpan(span, self._propagator)
             else:
-                yield SpanHandle(span, self._propagator)
+                yield _OtelSpan(span, self._propagator)
         except BaseException as exc:
             _failed(span, exc)
             raise
@@ -285,8 +375,8 @@ class Tracing:
             span.end()
 
 
-class SpanHandle:
-    """What the code inside a span may do with it: record an answer or a failure, propagate."""
+class _OtelSpan(SpanHandle):
+    """A handle on an OpenTelemetry span."""
 
     __slots__ = ("_propagator", "_span")
 

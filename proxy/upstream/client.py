@@ -13,7 +13,7 @@ import structlog
 from pydantic import SecretStr
 
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 from proxy.upstream import token
 from proxy.upstream.errors import (
     RateWindowOpen,
@@ -81,7 +81,7 @@ class UpstreamClient:
         *,
         windows: RateWindows,
         metrics: Metrics,
-        tracing: Tracing | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         """Prepare a client over the app's shared session; ``tracing``: a span per request."""
         self._session = session

@@ -10,7 +10,7 @@ from proxy.backplane.interface import Backplane
 from proxy.backplane.keys import KeySpace
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.options import UpstreamOptions
 from proxy.upstream.token import TokenProvider, TokenSharing
@@ -38,7 +38,7 @@ def build_upstream(
     keys: KeySpace,
     owner: str,
     metrics: Metrics,
-    tracing: Tracing | None = None,
+    tracing: Tracing = NO_TRACING,
 ) -> Upstream:
     """Build the client and its token provider, sharing windows and the token on ``backplane``.
 

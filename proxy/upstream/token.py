@@ -19,7 +19,7 @@ from proxy.coordination.fill import CoordinatedFill
 from proxy.coordination.singleflight import SingleFlight
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 from proxy.upstream.errors import (
     RateWindowOpen,
     UpstreamAuthError,
@@ -117,7 +117,7 @@ class TokenProvider:
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        tracing: Tracing | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         """Prepare a provider; no request is made until a token is needed.
 

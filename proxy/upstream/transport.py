@@ -13,9 +13,8 @@ from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from proxy.observability.context import REQUEST
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 from proxy.upstream.errors import (
     UpstreamBadResponse,
     UpstreamError,
@@ -24,8 +23,6 @@ from proxy.upstream.errors import (
 )
 
 # The W3C trace context headers a request passes on (nothing else of its caller's).
-_TRACEPARENT = "traceparent"
-_TRACESTATE = "tracestate"
 ACCEPT_ENCODING = "gzip, deflate"
 """The content codings asked for: exactly those :func:`exchange` can inflate within a bound."""
 
@@ -81,7 +78,7 @@ async def exchange(
     *,
     max_bytes: int,
     metrics: Metrics,
-    tracing: Tracing | None = None,
+    tracing: Tracing = NO_TRACING,
 ) -> Answer:
     """Send one request and read its answer, of at most ``max_bytes`` once decoded.
 
@@ -92,12 +89,9 @@ async def exchange(
     exchange is counted as ``timeout`` and the cancellation goes on.
 
     The request carries the W3C trace context of the work it serves, and nothing else of
-    it: with ``tracing``, that of a client span named after its route; without, the trace of
-    the request being served (``REQUEST``), if it has one.
+    it: with tracing on, that of a client span named after its route; off, the trace of the
+    request being served, if it has one.
     """
-    if tracing is None:
-        traced = replace(request, headers=_with_request_trace(request.headers))
-        return await _counted(session, traced, max_bytes=max_bytes, metrics=metrics)
     route = request.route or URL(request.url).path
     with tracing.client_span(
         request.method, request.url, route=route, endpoint=request.endpoint
@@ -106,18 +100,6 @@ async def exchange(
         answer = await _counted(session, traced, max_bytes=max_bytes, metrics=metrics)
         span.answered(answer.status)
         return answer
-
-
-def _with_request_trace(headers: Mapping[str, str]) -> Mapping[str, str]:
-    """Return ``headers`` plus the trace context of the request being served, if any."""
-    request = REQUEST.get()
-    trace = None if request is None else request.trace
-    if trace is None:
-        return headers
-    traced = {**headers, _TRACEPARENT: trace.traceparent}
-    if trace.state is not None:
-        traced[_TRACESTATE] = trace.state
-    return traced
 
 
 async def _counted(

@@ -32,7 +32,7 @@ from proxy.observability.context import (
     parse_traceparent,
 )
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 from proxy.web.auth import PROTECTED_PREFIXES, unauthorized
 from proxy.web.errors import error_response
 
@@ -74,7 +74,7 @@ class RequestPipeline:
         access_log: str,
         metrics: Metrics,
         callers: Callers,
-        tracing: Tracing | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         """Configure what each wrapped handler does besides its own work."""
         self._log_all = access_log == "all"
@@ -93,8 +93,7 @@ class RequestPipeline:
     def wrap(self, handler: Handler, route: str, *, protected: bool = False) -> Handler:
         """Return ``handler`` with the pipeline around it; ``route`` names it in metrics."""
         callers = self._callers if protected else None
-        if self._tracing is not None:
-            handler = self._tracing.wrap_handler(handler, route)
+        handler = self._tracing.wrap_handler(handler, route)
         count = self._metrics.request
         log_all = self._log_all
         log_errors = self._log_errors

@@ -36,7 +36,7 @@ if sys.argv[1] == "absent":
     sys.modules["opentelemetry"] = None  # as if the otel extra were not installed
 import proxy.__main__, proxy.app, proxy.server
 from proxy.observability.tracing import start_tracing
-print("tracing:", start_tracing())
+print("tracing:", start_tracing().enabled)
 loaded = {name for name, module in sys.modules.items() if module is not None}
 print("otel:", "opentelemetry" in loaded)
 print("tracing modules:", sorted(loaded & set(sys.argv[2:])))
@@ -267,13 +267,13 @@ async def test_a_task_started_by_a_request_carries_its_trace(
 def test_tracing_off_loads_nothing_of_tracing() -> None:
     result = _tracing_check("installed")
     lines = result.stdout.splitlines()
-    assert lines[0] == "tracing: None"
+    assert lines[0] == "tracing: False"
     assert lines[2] == "tracing modules: []"
 
 
 def test_tracing_asked_for_without_the_extra_stays_off_with_a_warning() -> None:
     result = _tracing_check("absent", OTEL_TRACES_EXPORTER="otlp")
     lines = result.stdout.splitlines()
-    assert lines[-3:] == ["tracing: None", "otel: False", "tracing modules: []"]
+    assert lines[-3:] == ["tracing: False", "otel: False", "tracing modules: []"]
     assert "tracing_unavailable" in result.stdout
     assert "otel extra is not installed" in result.stdout

@@ -37,7 +37,7 @@ from proxy.coordination.singleflight import SingleFlight
 from proxy.coordination.turns import Turns
 from proxy.observability.context import REQUEST, RequestContext, TraceParent
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import start_tracing
+from proxy.observability.tracing import NO_TRACING, start_tracing
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from proxy.upstream.errors import UpstreamError
 from proxy.upstream.models import PRODUCTS
@@ -84,7 +84,7 @@ class Traced:
     def __init__(self) -> None:
         self.exporter = InMemorySpanExporter()
         tracing = start_tracing(processor=SimpleSpanProcessor(self.exporter))
-        assert tracing is not None
+        assert tracing.enabled
         self.tracing = tracing
 
     def spans(self) -> list[ReadableSpan]:
@@ -165,7 +165,7 @@ async def _get(
 
 
 def test_tracing_is_off_without_an_exporter() -> None:
-    assert start_tracing() is None
+    assert start_tracing() is NO_TRACING
 
 
 @pytest.mark.parametrize("value", ["none", "", "zipkin", " , "])
@@ -173,14 +173,14 @@ def test_tracing_is_off_without_a_usable_exporter(
     value: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", value)
-    assert start_tracing() is None
+    assert start_tracing() is NO_TRACING
 
 
 def test_the_sdk_switch_turns_tracing_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     monkeypatch.setenv("OTEL_SDK_DISABLED", "True")
-    assert start_tracing() is None
-    assert start_tracing(processor=SimpleSpanProcessor(InMemorySpanExporter())) is None
+    assert start_tracing() is NO_TRACING
+    assert start_tracing(processor=SimpleSpanProcessor(InMemorySpanExporter())) is NO_TRACING
 
 
 def test_console_exporter_turns_tracing_on() -> None:
@@ -226,7 +226,7 @@ async def test_otlp_exporter_sends_the_spans_to_the_endpoint(
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{HOST}:{port}")
         monkeypatch.setenv("OTEL_SERVICE_NAME", "proxy-under-test")
         tracing = start_tracing()
-        assert tracing is not None
+        assert tracing.enabled
         client = await aiohttp_client(create_app(make_settings(sandbox.url), tracing=tracing))
         assert (await _get(client)).status == 200
         # The batch processor exports from its own thread; shutting down flushes it.
@@ -248,7 +248,7 @@ async def test_the_sampler_comes_from_the_environment(
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
     exporter = InMemorySpanExporter()
     tracing = start_tracing(processor=SimpleSpanProcessor(exporter))
-    assert tracing is not None
+    assert tracing.enabled
     try:
         client = await aiohttp_client(create_app(make_settings(sandbox.url), tracing=tracing))
         assert (await _get(client, traceparent=TRACEPARENT)).status == 200

@@ -8,7 +8,7 @@ from pydantic import SecretStr
 from proxy.backplane.keys import KeySpace
 from proxy.backplane.memory import MemoryBackplane
 from proxy.observability.metrics import Metrics
-from proxy.observability.tracing import Tracing
+from proxy.observability.tracing import NO_TRACING, Tracing
 from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.factory import build_upstream
@@ -22,7 +22,7 @@ def sandbox_upstream(
     *,
     metrics: Metrics,
     retries: int,
-    tracing: Tracing | None = None,
+    tracing: Tracing = NO_TRACING,
 ) -> tuple[UpstreamClient, TokenProvider]:
     """Return a client of the emulator at ``base_url`` and its token provider (close it).
 
