@@ -144,7 +144,7 @@ class CatalogCache:
         is returned (:class:`~proxy.cache.memo.LookupMemo`), so what is prepared from one
         (headers, bodies) is reused by identity (:class:`proxy.web.answers.Answers` is the
         consumer side of this contract). A stale entry served while the upstream fails is
-        memoized the same way by ``get``. Past the memo, :func:`decide` says.
+        memoized the same way by ``lookup``. Past the memo, :func:`decide` says.
         """
         local = self._local
         if local is None or self._shared_changed:
@@ -166,7 +166,7 @@ class CatalogCache:
         memo.keep_fresh(lookup, self._ttl)
         return lookup
 
-    async def get(self) -> Lookup:
+    async def lookup(self) -> Lookup:
         """Return a servable entry, loading one only when nothing usable is cached."""
         hit = self.hit()
         if hit is not None:

@@ -80,17 +80,17 @@ class CatalogService:
     def lookup(self) -> Awaitable[Lookup]:
         """Return the catalog as the upstream sent it, from cache when possible."""
         # The cache's coroutine itself, not one wrapping it: one frame less on every hit.
-        return self._cache.get()
+        return self._cache.lookup()
 
     async def refresh(self) -> Lookup:
-        """Fetch the catalog now (coalesced with any fetch in flight)."""
+        """Fetch the catalog now: one whose fetch began after this call (see `Fills.forced`)."""
         return await self._cache.refresh()
 
     async def warm_up(self) -> None:
         """Fill the cache at start-up (from the shared store if it has a fresh entry)."""
         self.warming = True
         try:
-            await self._cache.get()
+            await self._cache.lookup()
             logger.info("warm_up_done")
         except Exception as exc:  # noqa: BLE001 - the keeper goes on trying; nothing to raise to
             logger.warning("warm_up_failed", error=str(exc), kind=type(exc).__name__)

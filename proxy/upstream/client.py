@@ -26,7 +26,7 @@ from proxy.upstream.errors import (
 )
 from proxy.upstream.options import UpstreamOptions
 from proxy.upstream.token import TokenProvider
-from proxy.upstream.transport import Answer, Outgoing, exchange
+from proxy.upstream.transport import Outgoing, Reply, exchange
 from proxy.upstream.windows import RateWindows, parse_retry_after
 
 logger = structlog.get_logger(__name__)
@@ -183,7 +183,7 @@ class UpstreamClient:
         content_type = answer.headers.get("Content-Type", "application/json")
         return Fetched(body=answer.body, content_type=content_type, value=value)
 
-    async def _get(self, endpoint: Endpoint[Any], bearer: SecretStr) -> Answer:
+    async def _get(self, endpoint: Endpoint[Any], bearer: SecretStr) -> Reply:
         """GET ``endpoint``; every outcome but a 200 is counted here, a 200 once parsed."""
         request = Outgoing(
             "GET",

@@ -50,7 +50,7 @@ class Outgoing:
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
+class Reply:
     """An upstream answer read whole: status, headers, decoded body and time taken.
 
     ``headers`` are as received, so ``Content-Encoding`` and ``Content-Length`` describe the
@@ -79,13 +79,13 @@ async def exchange(
     max_bytes: int,
     metrics: Metrics,
     tracing: Tracing = NO_TRACING,
-) -> Answer:
+) -> Reply:
     """Send one request and read its answer, of at most ``max_bytes`` once decoded.
 
     Redirects are refused, never followed, so credentials go nowhere but the request's URL.
     Failures raise an :class:`UpstreamError` subclass and are counted under the request's
     endpoint in ``metrics``; an answer that is returned is not counted, its caller does that
-    once it has judged the answer (``Answer.seconds`` is the time to count). A cancelled
+    once it has judged the reply (``Reply.seconds`` is the time to count). A cancelled
     exchange is counted as ``timeout`` and the cancellation goes on.
 
     The request carries the W3C trace context of the work it serves, and nothing else of
@@ -104,7 +104,7 @@ async def exchange(
 
 async def _counted(
     session: aiohttp.ClientSession, request: Outgoing, *, max_bytes: int, metrics: Metrics
-) -> Answer:
+) -> Reply:
     """Run one exchange, counting and sorting its failures (see :func:`exchange`)."""
     started = time.perf_counter()
 
@@ -141,7 +141,7 @@ async def _counted(
 
 async def _exchange(
     session: aiohttp.ClientSession, request: Outgoing, *, max_bytes: int, started: float
-) -> Answer:
+) -> Reply:
     sent = CIMultiDict(request.headers)
     sent[hdrs.ACCEPT_ENCODING] = ACCEPT_ENCODING
     async with session.request(
@@ -160,7 +160,7 @@ async def _exchange(
             # connection reused with unread bytes on it.
             response.close()
             raise
-        return Answer(response.status, response.headers, body, time.perf_counter() - started)
+        return Reply(response.status, response.headers, body, time.perf_counter() - started)
 
 
 async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:

@@ -9,7 +9,7 @@ from aiohttp import web
 from proxy.catalog.errors import RefreshTooSoonError
 from proxy.catalog.service import CATALOG
 from proxy.settings import SETTINGS
-from proxy.web.api import catalog_block
+from proxy.web.api import catalog_fields
 from proxy.web.auth import bearer_matches, unauthorized
 from proxy.web.errors import json_error
 
@@ -31,6 +31,6 @@ async def refresh(request: web.Request) -> web.Response:
             "refreshed": True,
             "collapsed": lookup.collapsed,
             "etag": lookup.entry.etag,
-            "catalog": catalog_block(lookup),
+            "catalog": catalog_fields(lookup),
         }
     )

@@ -168,7 +168,7 @@ class Answers:
             self._api_members.popitem(last=False)
         return found
 
-    def catalog_block(self, lookup: Lookup) -> bytes:
+    def catalog_json(self, lookup: Lookup) -> bytes:
         """``{"fetched_at": ..., "age_seconds": ..., "stale": ...}`` as JSON bytes."""
         entry = lookup.entry
         kept = self._fetched_at_json

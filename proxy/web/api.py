@@ -19,7 +19,7 @@ from proxy.web.errors import json_error
 _JSON = "application/json"
 
 
-def catalog_block(lookup: Lookup) -> dict[str, Any]:
+def catalog_fields(lookup: Lookup) -> dict[str, Any]:
     """Describe the catalog version for every API body: when fetched, how old, whether stale."""
     fetched = datetime.fromtimestamp(lookup.entry.fetched_at, UTC)
     return {
@@ -101,7 +101,7 @@ def _api_answer(request: web.Request, lookup: Lookup, members: Callable[[], byte
     built, etag = answers.api_members(version_key, lambda: (members(), derived_etag(*version_key)))
     headers = CIMultiDict(cache_headers(lookup, etag))
     headers["Content-Type"] = _JSON
-    body = b'{%s,"catalog":%s}' % (built, answers.catalog_block(lookup))
+    body = b'{%s,"catalog":%s}' % (built, answers.catalog_json(lookup))
     return Answer(body, headers, headers, etag)
 
 

@@ -23,10 +23,10 @@ from proxy.web import admin, changes, dropin, events, pages
 from proxy.web.api import get_product, list_categories, list_products
 from proxy.web.auth import PROTECTED_PREFIXES
 from proxy.web.health import healthz, readyz
-from proxy.web.metrics import metrics
 from proxy.web.openapi import openapi_document
 from proxy.web.pipeline import RequestPipeline
 from proxy.web.products import upstream_products
+from proxy.web.scrape import scrape
 
 
 class Route(NamedTuple):
@@ -53,7 +53,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", healthz, protected=False, management=True),
     Route("GET", "/readyz", readyz, protected=False, management=True),
     Route("GET", "/openapi.json", openapi_document, protected=False),
-    Route("GET", "/metrics", metrics, protected=False, management=True),
+    Route("GET", "/metrics", scrape, protected=False, management=True),
     # Guarded by the admin token instead, which the handler checks.
     Route("POST", "/admin/refresh", admin.refresh, protected=False),
     # The drop-in for 1NCE clients (base URL <proxy>/management-api): the token endpoint

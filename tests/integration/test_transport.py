@@ -25,7 +25,7 @@ from proxy.upstream.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from proxy.upstream.transport import ACCEPT_ENCODING, Answer, Outgoing, exchange
+from proxy.upstream.transport import ACCEPT_ENCODING, Outgoing, Reply, exchange
 from tests.support.net import free_port
 from tests.support.sandbox import Sandbox, basic_auth
 from tests.support.settings import REPO_ROOT
@@ -83,7 +83,7 @@ async def get_token(session: aiohttp.ClientSession, base: str, metrics: Metrics)
 
 async def get_products(
     session: aiohttp.ClientSession, url: str, token: str, metrics: Metrics, max_bytes: int
-) -> Answer:
+) -> Reply:
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     return await exchange(
         session, Outgoing("GET", url, "products", headers), max_bytes=max_bytes, metrics=metrics

@@ -110,7 +110,7 @@ async def settle(cache: CatalogCache) -> None:
 async def test_miss_then_hit(
     cache: CatalogCache, loader: Loader, clock: FakeClock, store: CountingStore
 ) -> None:
-    first = await cache.get()
+    first = await cache.lookup()
 
     assert first.outcome is Outcome.MISS
     assert not first.collapsed
@@ -126,7 +126,7 @@ async def test_miss_then_hit(
     assert CatalogEntry.from_bytes(stored) == first.entry
 
     clock.advance(88)
-    second = await cache.get()
+    second = await cache.lookup()
 
     assert second.outcome is Outcome.HIT
     assert second.entry == first.entry
@@ -138,12 +138,12 @@ async def test_miss_then_hit(
 async def test_hit_in_process_does_no_store_read(
     cache: CatalogCache, store: CountingStore, clock: FakeClock
 ) -> None:
-    await cache.get()
+    await cache.lookup()
     reads = store.reads
 
     for _ in range(5):
         clock.advance(10)
-        assert (await cache.get()).outcome is Outcome.HIT
+        assert (await cache.lookup()).outcome is Outcome.HIT
 
     assert store.reads == reads
 
@@ -151,11 +151,11 @@ async def test_hit_in_process_does_no_store_read(
 async def test_stale_is_served_at_once_with_one_background_refresh(
     cache: CatalogCache, loader: Loader, clock: FakeClock
 ) -> None:
-    original = (await cache.get()).entry
+    original = (await cache.lookup()).entry
     clock.advance(TTL + 30)
     gate = loader.hold()
 
-    lookups = await asyncio.gather(*(cache.get() for _ in range(20)))
+    lookups = await asyncio.gather(*(cache.lookup() for _ in range(20)))
 
     # All answered while the refresh is still held at the gate (it reads the store first).
     await eventually(lambda: loader.calls == 2)
@@ -167,7 +167,7 @@ async def test_stale_is_served_at_once_with_one_background_refresh(
 
     gate.set()
     await settle(cache)
-    after = await cache.get()
+    after = await cache.lookup()
 
     assert after.outcome is Outcome.HIT
     assert after.entry.body == b'["a2"]'
@@ -179,11 +179,11 @@ async def test_stale_is_served_at_once_with_one_background_refresh(
 async def test_stale_until_ttl_plus_stale_ttl_then_miss(
     cache: CatalogCache, loader: Loader, clock: FakeClock
 ) -> None:
-    await cache.get()
+    await cache.lookup()
     loader.fail = True  # background refreshes fail, so the entry only ages
     clock.advance(TTL + STALE_TTL - 0.5)
 
-    assert (await cache.get()).outcome is Outcome.STALE
+    assert (await cache.lookup()).outcome is Outcome.STALE
     await settle(cache)
     assert loader.calls == 2
 
@@ -191,7 +191,7 @@ async def test_stale_until_ttl_plus_stale_ttl_then_miss(
     clock.advance(1.0)
     loader.fail = False
     gate = loader.hold()
-    pending = asyncio.create_task(cache.get())
+    pending = asyncio.create_task(cache.lookup())
     await eventually(lambda: loader.calls == 3, within=2.0)
     await asyncio.sleep(0.01)
     assert not pending.done()  # a miss waits for the loader
@@ -207,12 +207,12 @@ async def test_stale_until_ttl_plus_stale_ttl_then_miss(
 async def test_failed_load_raises_and_keeps_old_entry(
     cache: CatalogCache, loader: Loader, clock: FakeClock, store: CountingStore
 ) -> None:
-    original = (await cache.get()).entry
+    original = (await cache.lookup()).entry
     clock.advance(TTL + STALE_TTL + 1)
     loader.fail = True
 
     with pytest.raises(RuntimeError, match="load 2 failed"):
-        await cache.get()
+        await cache.lookup()
 
     assert loader.calls == 2
     assert cache.local == original
@@ -225,13 +225,13 @@ async def test_failed_load_raises_and_keeps_old_entry(
 async def test_failed_refresh_keeps_serving_stale_entry(
     cache: CatalogCache, loader: Loader, clock: FakeClock
 ) -> None:
-    original = (await cache.get()).entry
+    original = (await cache.lookup()).entry
     clock.advance(TTL + 5)
     loader.fail = True
 
     with pytest.raises(RuntimeError):
         await cache.refresh()
-    lookup = await cache.get()
+    lookup = await cache.lookup()
 
     assert lookup.outcome is Outcome.STALE
     assert lookup.entry == original
@@ -242,7 +242,7 @@ async def test_concurrent_misses_share_one_load(
     cache: CatalogCache, loader: Loader, clock: FakeClock
 ) -> None:
     gate = loader.hold()
-    tasks = [asyncio.create_task(cache.get()) for _ in range(10)]
+    tasks = [asyncio.create_task(cache.lookup()) for _ in range(10)]
     await eventually(lambda: loader.calls == 1, within=2.0)
     await asyncio.sleep(0.01)
     assert not any(task.done() for task in tasks)
@@ -261,44 +261,44 @@ async def test_concurrent_misses_share_one_load(
 async def test_failed_background_refresh_backs_off(
     cache: CatalogCache, loader: Loader, clock: FakeClock
 ) -> None:
-    await cache.get()
+    await cache.lookup()
     clock.advance(TTL + 1)
     loader.fail = True
 
-    assert (await cache.get()).outcome is Outcome.STALE
+    assert (await cache.lookup()).outcome is Outcome.STALE
     await settle(cache)
     assert loader.calls == 2
 
     # First pause: 1 s, jittered down to no less than half of it.
     for _ in range(5):
-        assert (await cache.get()).outcome is Outcome.STALE
+        assert (await cache.lookup()).outcome is Outcome.STALE
     clock.advance(0.499)
-    assert (await cache.get()).outcome is Outcome.STALE
+    assert (await cache.lookup()).outcome is Outcome.STALE
     await settle(cache)
     assert loader.calls == 2
 
     clock.advance(0.501)
-    assert (await cache.get()).outcome is Outcome.STALE
+    assert (await cache.lookup()).outcome is Outcome.STALE
     await settle(cache)
     assert loader.calls == 3
 
     # The pause doubles after a second failure: 1-2 s.
     clock.advance(0.999)
-    await cache.get()
+    await cache.lookup()
     await settle(cache)
     assert loader.calls == 3
     clock.advance(1.001)
-    await cache.get()
+    await cache.lookup()
     await settle(cache)
     assert loader.calls == 4
 
     # A success resets the back-off: the next stale get refreshes at once.
     loader.fail = False
     clock.advance(4)
-    await cache.get()
+    await cache.lookup()
     await settle(cache)
     assert loader.calls == 5
-    fresh = await cache.get()
+    fresh = await cache.lookup()
     assert fresh.outcome is Outcome.HIT
     assert fresh.entry.body == b'["a5"]'
 
@@ -309,12 +309,12 @@ async def test_entry_from_another_instance_is_adopted(
     other_loader = Loader(name="b")
     other = make_cache(store, other_loader, clock)
     try:
-        await cache.get()
+        await cache.lookup()
         clock.advance(TTL + 100)
         written = await other.refresh()
         assert other_loader.calls == 1
 
-        lookup = await cache.get()
+        lookup = await cache.lookup()
     finally:
         await other.close()
 
@@ -331,9 +331,9 @@ async def test_fresh_instance_reads_shared_entry(store: CountingStore, clock: Fa
     first = make_cache(store, first_loader, clock)
     second = make_cache(store, second_loader, clock)
     try:
-        written = (await first.get()).entry
+        written = (await first.lookup()).entry
         clock.advance(10)
-        lookup = await second.get()
+        lookup = await second.lookup()
     finally:
         await first.close()
         await second.close()
@@ -347,13 +347,13 @@ async def test_fresh_instance_reads_shared_entry(store: CountingStore, clock: Fa
 async def test_older_shared_entry_does_not_replace_newer_local(
     cache: CatalogCache, loader: Loader, clock: FakeClock, store: CountingStore
 ) -> None:
-    local = (await cache.get()).entry
+    local = (await cache.lookup()).entry
     older = CatalogEntry.create(b'["older"]', "application/json", START - 50)
     await store.set(KEY, older.to_bytes(), ttl=10_000)
     clock.advance(TTL + 1)
     loader.hold()  # keep the background refresh from landing
 
-    lookup = await cache.get()
+    lookup = await cache.lookup()
 
     assert lookup.outcome is Outcome.STALE
     assert lookup.entry == local
@@ -365,7 +365,7 @@ async def test_corrupt_shared_entry_is_a_miss(
 ) -> None:
     await store.set(KEY, b"\x00garbage written by someone else", ttl=10_000)
 
-    lookup = await cache.get()
+    lookup = await cache.lookup()
 
     assert lookup.outcome is Outcome.MISS
     assert loader.calls == 1
@@ -379,7 +379,7 @@ async def test_refresh_coalesces_with_running_load(cache: CatalogCache, loader: 
     first = asyncio.create_task(cache.refresh())
     await eventually(lambda: loader.calls == 1, within=2.0)
     second = asyncio.create_task(cache.refresh())
-    third = asyncio.create_task(cache.get())
+    third = asyncio.create_task(cache.lookup())
     await asyncio.sleep(0.01)
     gate.set()
     lookups: list[Lookup] = list(await asyncio.gather(first, second, third))
@@ -393,10 +393,10 @@ async def test_refresh_coalesces_with_running_load(cache: CatalogCache, loader: 
 async def test_refresh_waits_out_a_background_refresh_and_loads_again(
     cache: CatalogCache, loader: Loader, clock: FakeClock
 ) -> None:
-    await cache.get()
+    await cache.lookup()
     clock.advance(TTL + 1)
     gate = loader.hold()
-    assert (await cache.get()).outcome is Outcome.STALE
+    assert (await cache.lookup()).outcome is Outcome.STALE
     assert cache.refreshing
     await eventually(lambda: loader.calls == 2, within=2.0)
 
@@ -415,7 +415,7 @@ async def test_refresh_waits_out_a_background_refresh_and_loads_again(
 async def test_refresh_on_fresh_entry_loads_again(
     cache: CatalogCache, loader: Loader, clock: FakeClock
 ) -> None:
-    await cache.get()
+    await cache.lookup()
     clock.advance(5)
     lookup = await cache.refresh()
 
@@ -429,10 +429,10 @@ async def test_refresh_on_fresh_entry_loads_again(
 async def test_close_cancels_background_refresh(
     cache: CatalogCache, loader: Loader, clock: FakeClock
 ) -> None:
-    original = (await cache.get()).entry
+    original = (await cache.lookup()).entry
     clock.advance(TTL + 1)
     loader.hold()
-    await cache.get()
+    await cache.lookup()
     assert cache.refreshing
 
     await cache.close()
@@ -452,7 +452,7 @@ async def test_hit_reuses_one_lookup_while_its_whole_seconds_hold(
     cache: CatalogCache, clock: FakeClock
 ) -> None:
     assert cache.hit() is None  # nothing cached yet: the caller must await get()
-    await cache.get()
+    await cache.lookup()
     clock.advance(10.25)
     first = cache.hit()
     assert first is not None
@@ -464,7 +464,7 @@ async def test_hit_reuses_one_lookup_while_its_whole_seconds_hold(
     assert second is not None
     assert second is not first
     assert (int(second.age), int(second.ttl_left)) == (11, 288)
-    assert await cache.get() is second  # get() takes the same path
+    assert await cache.lookup() is second  # get() takes the same path
 
 
 @pytest.mark.parametrize("ttl", [1.5, 2.0, 300.0, 300.7])
@@ -480,7 +480,7 @@ async def test_a_reused_lookup_always_tells_the_exact_whole_seconds(
         turns=Turns(store, name="lock", topic="catalog", ttl=30, owner="test"),
         clocks=Clocks(wall=clock, monotonic=clock),
     )
-    fetched = (await catalog.get()).entry.fetched_at
+    fetched = (await catalog.lookup()).entry.fetched_at
     step = 0.05
     while (age := clock.now - fetched) < ttl + 1:
         lookup = catalog.hit()
@@ -498,7 +498,7 @@ async def test_a_reused_lookup_always_tells_the_exact_whole_seconds(
 async def test_hit_with_a_clock_behind_the_entry_says_age_zero(
     cache: CatalogCache, clock: FakeClock
 ) -> None:
-    await cache.get()
+    await cache.lookup()
     clock.advance(-5)  # another replica's clock was ahead when it fetched
     lookup = cache.hit()
     assert lookup is not None
@@ -512,20 +512,20 @@ async def test_hit_with_a_clock_behind_the_entry_says_age_zero(
 async def test_stale_answers_are_reused_like_hits_and_read_the_store_once_a_second(
     cache: CatalogCache, loader: Loader, clock: FakeClock, store: CountingStore
 ) -> None:
-    await cache.get()
+    await cache.lookup()
     clock.advance(TTL + 10.2)
     loader.fail = True
-    first = await cache.get()
+    first = await cache.lookup()
     assert first.outcome is Outcome.STALE
     await settle(cache)
     reads = store.reads
 
-    served = [cache.hit() or await cache.get() for _ in range(50)]
+    served = [cache.hit() or await cache.lookup() for _ in range(50)]
 
     assert all(lookup is first for lookup in served), "the same prepared answer is reused"
     assert store.reads == reads
     clock.advance(1.0)
-    later = cache.hit() or await cache.get()
+    later = cache.hit() or await cache.lookup()
     assert later.outcome is Outcome.STALE
     assert later is not first
     assert int(later.age) == int(first.age) + 1
@@ -556,18 +556,18 @@ async def test_an_announced_entry_is_read_once_the_store_answers_again(
     store = FlakyStore()
     cache = make_cache(store, loader, clock)
     try:
-        first = (await cache.get()).entry
+        first = (await cache.lookup()).entry
         clock.advance(10)
         newer = CatalogEntry.create(b'["from another replica"]', "application/json", clock())
         await store.set(KEY, newer.to_bytes(), ttl=10_000)
         store.failing = True
         cache.shared_changed()
 
-        during = await cache.get()  # the read fails: still the entry held, still fresh
+        during = await cache.lookup()  # the read fails: still the entry held, still fresh
         assert during.entry == first
         assert cache.hit() is None  # the announced change is still to be read
         store.failing = False
-        after = await cache.get()
+        after = await cache.lookup()
     finally:
         await cache.close()
 
