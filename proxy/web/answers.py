@@ -8,12 +8,14 @@ A handler gets a ``Lookup`` from the cache and asks :class:`Answers` for the res
 ``key`` names the representation (gzip or not; path and query string); ``build(request,
 lookup)`` makes the :class:`Answer` when none is kept. Bodies that depend only on the catalog
 version (the gzip variant, API members, parsed list queries) are kept by ETag or query string
-here too, so a new version simply misses and rebuilds. Everything is small and bounded.
+here too, so a new version simply misses and rebuilds. Everything is bounded in count, and
+the bytes kept are counted (:attr:`Answers.bytes_kept`) and held within ``max_bytes``.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
@@ -93,8 +95,13 @@ class Answers:
       are dropped; each key is built once more (``Age: 88``), the gzip body taken as kept.
     """
 
-    def __init__(self) -> None:
-        """Start empty."""
+    def __init__(self, max_bytes: float = math.inf) -> None:
+        """Start empty; keep at most ``max_bytes`` of bodies (the gzip body, answers, members).
+
+        What would not fit is built and served all the same, just not kept.
+        """
+        self._max_bytes = max_bytes
+        self._bytes = 0
         # The Lookup whose answers are kept, and those answers by the handlers' keys.
         self._lookup: Lookup | None = None
         self._by_key: dict[Hashable, Answer] = {}
@@ -119,13 +126,23 @@ class Answers:
             answer = self._by_key.get(key)
         else:
             self._lookup = lookup
+            self._bytes -= sum(len(kept.body) for kept in self._by_key.values())
             self._by_key = {}
             answer = None
         if answer is None:
             answer = build(request, lookup)
-            if len(self._by_key) < MAX_ANSWERS:
+            if len(self._by_key) < MAX_ANSWERS and self._fits(len(answer.body)):
                 self._by_key[key] = answer
+                self._bytes += len(answer.body)
         return answer.response(request)
+
+    @property
+    def bytes_kept(self) -> int:
+        """The bytes of the bodies kept now: finished answers, API members, the gzip body."""
+        return self._bytes
+
+    def _fits(self, size: int) -> bool:
+        return self._bytes + size <= self._max_bytes
 
     def list_query(self, request: web.Request) -> ProductQuery:
         """Return the request's list query, parsed once per query string (bad ones never kept).
@@ -147,7 +164,12 @@ class Answers:
         if kept is not None and kept[0] == entry.etag:
             return kept[1]
         body = gzip.compress(entry.body, GZIP_LEVEL, mtime=0)
-        self._gzip_body = (entry.etag, body)
+        if kept is not None:
+            self._bytes -= len(kept[1])
+            self._gzip_body = None
+        if self._fits(len(body)):
+            self._gzip_body = (entry.etag, body)
+            self._bytes += len(body)
         return body
 
     def api_members(
@@ -163,9 +185,16 @@ class Answers:
             self._api_members.move_to_end(key)
             return found
         found = build()
-        self._api_members[key] = found
-        if len(self._api_members) > MAX_API_MEMBERS:
-            self._api_members.popitem(last=False)
+        size = len(found[0])
+        # The oldest go first, to make room within the count and the bytes.
+        while self._api_members and (
+            len(self._api_members) >= MAX_API_MEMBERS or not self._fits(size)
+        ):
+            _, gone = self._api_members.popitem(last=False)
+            self._bytes -= len(gone[0])
+        if self._fits(size):
+            self._api_members[key] = found
+            self._bytes += size
         return found
 
     def catalog_json(self, lookup: Lookup) -> bytes:

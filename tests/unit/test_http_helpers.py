@@ -7,6 +7,8 @@ per Lookup.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
@@ -290,3 +292,51 @@ def test_answers_kept_per_lookup_are_bounded() -> None:
     answers.for_request(request(), first, MAX_ANSWERS, build)  # past the bound: built again
 
     assert build.calls == MAX_ANSWERS + 2
+
+
+def test_the_bytes_of_kept_answers_are_counted_and_held_within_the_budget() -> None:
+    # Each built body is b"body N": 6 bytes. Room for one answer, not two.
+    answers = Answers(max_bytes=10)
+    build = CountingBuild()
+    first = lookup(Outcome.HIT, age=1.0, ttl_left=299.0)
+
+    answers.for_request(request(), first, "plain", build)
+    assert answers.bytes_kept == 6
+    # Over the budget: built and served, not kept, so asked again it is built again.
+    assert answers.for_request(request(), first, "gzip", build).body == b"body 2"
+    assert answers.bytes_kept == 6
+    assert answers.for_request(request(), first, "gzip", build).body == b"body 3"
+    assert build.calls == 3
+    # A new Lookup drops the old one's answers, and their bytes.
+    answers.for_request(request(), lookup(Outcome.HIT, age=2.0, ttl_left=298.0), "plain", build)
+    assert answers.bytes_kept == 6
+
+
+def test_api_members_make_room_within_the_bytes_oldest_first() -> None:
+    answers = Answers(max_bytes=20)
+    built: list[str] = []
+
+    def members(name: str) -> tuple[bytes, str]:
+        built.append(name)
+        return name.encode() * 8, f'W/"{name}"'
+
+    for name in ("a", "b", "c"):
+        answers.api_members(("etag", name, ""), functools.partial(members, name))
+    # 8 bytes each: "a" went to make room for "c".
+    assert answers.bytes_kept == 16
+    answers.api_members(("etag", "b", ""), lambda: members("b"))
+    answers.api_members(("etag", "a", ""), lambda: members("a"))
+    assert built == ["a", "b", "c", "a"]
+    assert answers.bytes_kept == 16
+
+
+def test_the_gzip_body_counts_and_an_unbounded_memo_keeps_everything() -> None:
+    answers = Answers()
+    gzipped = answers.gzipped_body(ENTRY)
+    assert answers.bytes_kept == len(gzipped)
+    assert answers.gzipped_body(ENTRY) is gzipped
+    build = CountingBuild()
+    first = lookup(Outcome.HIT, age=1.0, ttl_left=299.0)
+    for key in range(5):
+        answers.for_request(request(), first, key, build)
+    assert answers.bytes_kept == len(gzipped) + 5 * 6
