@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
+from pydantic import SecretStr
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -19,7 +20,6 @@ from proxy.backplane.memory import MemoryBackplane
 from proxy.backplane.redis_backplane import RedisBackplane
 from proxy.observability.metrics import Metrics
 from proxy.observability.tracing import NO_TRACING, Tracing
-from proxy.settings import Settings
 
 HEALTH_CHECK_INTERVAL = 30
 # Connections one process keeps to Redis: reads are coalesced, so few are ever busy.
@@ -32,8 +32,71 @@ MAX_CONNECTIONS = 32
 CLUSTER_NODE_SHARE = 0.4
 
 
+class RedisSettings(Protocol):
+    """The settings a backplane is built from (``proxy.settings.Settings`` has them all).
+
+    Named here field by field (read-only), so the backplane depends on what it reads, not on
+    the whole settings model.
+    """
+
+    @property
+    def redis_url(self) -> SecretStr | None:
+        """``redis://``, ``rediss://`` or ``unix://`` URL of one server."""
+        ...
+
+    @property
+    def redis_sentinels(self) -> tuple[str, ...]:
+        """``host:port`` of each Sentinel."""
+        ...
+
+    @property
+    def redis_sentinel_master(self) -> str:
+        """The master's name at the Sentinels."""
+        ...
+
+    @property
+    def redis_sentinel_password(self) -> SecretStr | None:
+        """The Sentinels' own password."""
+        ...
+
+    @property
+    def redis_cluster_nodes(self) -> tuple[str, ...]:
+        """``host:port`` seed nodes of a Cluster."""
+        ...
+
+    @property
+    def redis_password(self) -> SecretStr | None:
+        """The password of the Redis servers (Sentinel and Cluster)."""
+        ...
+
+    @property
+    def redis_db(self) -> int:
+        """The database number (not on a Cluster)."""
+        ...
+
+    @property
+    def redis_tls(self) -> bool:
+        """TLS to Sentinel or Cluster nodes."""
+        ...
+
+    @property
+    def redis_ca_file(self) -> str | None:
+        """The certificate authorities Redis servers are checked against."""
+        ...
+
+    @property
+    def redis_uses_tls(self) -> bool:
+        """Whether the connection to Redis uses TLS, however the settings ask for it."""
+        ...
+
+    @property
+    def redis_timeout(self) -> float:
+        """The bound of every Redis call."""
+        ...
+
+
 def connect(
-    settings: Settings,
+    settings: RedisSettings,
     *,
     channel: str,
     metrics: Metrics,
@@ -57,7 +120,7 @@ def connect(
     return MemoryBackplane()
 
 
-def _common(settings: Settings, *, share: float = 1.0) -> dict[str, Any]:
+def _common(settings: RedisSettings, *, share: float = 1.0) -> dict[str, Any]:
     """Socket timeouts (``share`` of the call timeout) and no retries of redis-py's own."""
     timeout = settings.redis_timeout * share
     return {
@@ -67,7 +130,7 @@ def _common(settings: Settings, *, share: float = 1.0) -> dict[str, Any]:
     }
 
 
-def _tls(settings: Settings) -> dict[str, Any]:
+def _tls(settings: RedisSettings) -> dict[str, Any]:
     """Certificate checks for TLS connections (redis-py verifies by default; made explicit)."""
     if not settings.redis_uses_tls:
         return {}
@@ -77,12 +140,14 @@ def _tls(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def _password(settings: Settings) -> str | None:
+def _password(settings: RedisSettings) -> str | None:
     password = settings.redis_password
     return password.get_secret_value() if password else None
 
 
-def _url(settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing) -> RedisBackplane:
+def _url(
+    settings: RedisSettings, *, channel: str, metrics: Metrics, tracing: Tracing
+) -> RedisBackplane:
     if settings.redis_url is None:
         raise ValueError("no Redis URL")
     # A burst waits (up to the call timeout) for a pooled connection instead of failing.
@@ -100,7 +165,7 @@ def _url(settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing
 
 
 def _sentinel(
-    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing
+    settings: RedisSettings, *, channel: str, metrics: Metrics, tracing: Tracing
 ) -> RedisBackplane:
     sentinel_password = settings.redis_sentinel_password
     sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
@@ -135,7 +200,7 @@ def _sentinel(
 
 def _single(
     client: Redis,
-    settings: Settings,
+    settings: RedisSettings,
     *,
     channel: str,
     metrics: Metrics,
@@ -155,7 +220,7 @@ def _single(
 
 
 def _cluster(
-    settings: Settings, *, channel: str, metrics: Metrics, tracing: Tracing, replica: str
+    settings: RedisSettings, *, channel: str, metrics: Metrics, tracing: Tracing, replica: str
 ) -> RedisBackplane:
     seeds = [_host_port(address) for address in settings.redis_cluster_nodes]
     node_kwargs: dict[str, Any] = {
