@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import math
 import time
-from collections import OrderedDict
 
 import structlog
 from aiohttp import web
@@ -15,11 +14,10 @@ from proxy.backplane.interface import Appended, Backplane
 from proxy.backplane.keys import KeySpace
 from proxy.cancellation import cancel_and_wait, stop_if_cancelled
 from proxy.catalog.diff import CatalogDiff, diff_views
-from proxy.catalog.errors import UpstreamBadResponse
 from proxy.catalog.service import CatalogEntry, CatalogService
-from proxy.catalog.view import CatalogView
 from proxy.history.records import VersionEvent, VersionRecord
-from proxy.history.store import History, Versions, compress, decompress
+from proxy.history.store import History, Versions, compress
+from proxy.history.views import VersionViews
 from proxy.history.webhooks import Webhooks
 from proxy.observability.metrics import Metrics
 
@@ -32,8 +30,6 @@ POLL_INTERVAL = 1.0
 FRESH_FOR = 1.0
 # A compare-and-append lost to another replica is retried at once, this many times.
 APPEND_ATTEMPTS = 3
-# Simplified views of kept versions, by ETag, for diffs (a request asks for two).
-VIEWS_KEPT = 4
 TOPIC = "versions"
 
 
@@ -102,7 +98,6 @@ class ChangeFeed:
         self._catalog = catalog
         self._backplane = backplane
         self._metrics = metrics
-        self._max_body = max_body
         self._max_streams = max_streams
         self._webhooks = webhooks
         self._claims = claims
@@ -112,7 +107,7 @@ class ChangeFeed:
         self._changed = asyncio.Event()
         self._closing = asyncio.Event()
         self._wake = asyncio.Event()
-        self._views: OrderedDict[str, CatalogView] = OrderedDict()
+        self._views = VersionViews(catalog, store, max_body=max_body)
         self._streams = 0
         metrics.watch_streams(lambda: self._streams)
         self._task: asyncio.Task[None] | None = None
@@ -198,8 +193,8 @@ class ChangeFeed:
             raise VersionGoneError(f"version {since} is not kept", history)
         if start.version == current.version:
             return start, CatalogDiff(added=(), removed=(), changed=())
-        before = await self._view_of(start)
-        after = await self._view_of(current)
+        before = await self._views.of(start)
+        after = await self._views.of(current)
         if before is None or after is None:
             raise HistoryUnavailableError("a kept catalog version cannot be read now")
         return start, diff_views(before, after)
@@ -270,11 +265,11 @@ class ChangeFeed:
 
     async def _record(self, entry: CatalogEntry, history: History) -> bool:
         """Append ``entry`` as the next version; True if it should be tried again (a race)."""
-        after = self._view_of_entry(entry)
+        after = self._views.of_entry(entry)
         if after is None:
             return False
         previous = history.current
-        before = None if previous is None else await self._view_of(previous)
+        before = None if previous is None else await self._views.of(previous)
         if previous is not None and before is None:
             # Without the previous catalog there is no honest summary: try again later.
             return False
@@ -307,48 +302,6 @@ class ChangeFeed:
         )
         await self._backplane.publish(TOPIC)
         return True
-
-    async def _view_of(self, record: VersionRecord) -> CatalogView | None:
-        """Return the simplified view of a kept version, from its snapshot."""
-        view = self._views.get(record.etag)
-        if view is not None:
-            self._views.move_to_end(record.etag)
-            return view
-        local = self._catalog.held
-        if local is not None and local.etag == record.etag:
-            return self._view_of_entry(local)
-        snapshot = await self._store.snapshot(record.version)
-        body = None if snapshot is None else await decompress(snapshot, self._max_body)
-        return None if body is None else self._view_of_body(record.etag, body)
-
-    def _view_of_entry(self, entry: CatalogEntry) -> CatalogView | None:
-        """Return the view of the catalog held here: the handlers' own, built once.
-
-        Kept here too, so that once a newer catalog comes it is still at hand to diff against.
-        """
-        try:
-            view = self._catalog.view_of_entry(entry)
-        except UpstreamBadResponse:
-            logger.warning("history_catalog_unreadable", etag=entry.etag)
-            return None
-        self._keep_view(entry.etag, view)
-        return view
-
-    def _view_of_body(self, etag: str, body: bytes) -> CatalogView | None:
-        """Return the view of a kept catalog, from its snapshot's bytes."""
-        try:
-            view = self._catalog.view_of_body(body)
-        except UpstreamBadResponse:
-            logger.warning("history_catalog_unreadable", etag=etag)
-            return None
-        self._keep_view(etag, view)
-        return view
-
-    def _keep_view(self, etag: str, view: CatalogView) -> None:
-        self._views[etag] = view
-        self._views.move_to_end(etag)
-        while len(self._views) > VIEWS_KEPT:
-            self._views.popitem(last=False)
 
 
 def _head_of(history: History) -> tuple[str | None, int, int | None]:
