@@ -3,6 +3,17 @@
 No I/O and no clock of its own: :func:`decide` is given what the cache knows now and returns
 an :class:`Action`. The cache carries it out (reads the store, fills, serves, sleeps) and asks
 again with what it learned, until the answer is to serve (a caller) or to wait (the keeper).
+
+The rules, for a caller: a fresh entry held here is served with no I/O at all; otherwise the
+shared store is read (another replica may have refreshed it), at most once a second unless an
+announcement says it changed; a stale entry within ``stale_ttl`` is served at once while one
+background refresh starts; with nothing usable, callers share one fill, unless one failed
+moments ago and the backoff (1 s doubling to 30 s, jittered, never inside a ``Retry-After``)
+forbids another: then the failure is replayed at once (a 503 with ``Retry-After``). For the
+keeper, once a catalog is needed (warm-up, a caller, a listener): sleep while the entry is
+fresh, read the store about once a second while it is not, and fill when the backoff allows,
+with no caller traffic needed (one upstream fetch per TTL for the deployment; the other
+replicas adopt the stored one).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from proxy.cache.entry import CatalogEntry
+from proxy.cache.freshness import Freshness
 
 
 class Outcome(StrEnum):
@@ -27,3 +28,21 @@ class Lookup(NamedTuple):
     age: float
     ttl_left: float
     collapsed: bool = False
+
+
+def lookup_at(
+    entry: CatalogEntry,
+    outcome: Outcome,
+    now: float,
+    freshness: Freshness,
+    *,
+    collapsed: bool = False,
+) -> Lookup:
+    """Return the lookup of ``entry`` at ``now``: its age and freshness left by ``freshness``."""
+    return Lookup(
+        entry=entry,
+        outcome=outcome,
+        age=freshness.age(entry, now),
+        ttl_left=freshness.ttl_left(entry, now),
+        collapsed=collapsed,
+    )

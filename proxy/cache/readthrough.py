@@ -14,7 +14,7 @@ from proxy.cache.entry import CatalogEntry
 from proxy.cache.fills import Fills
 from proxy.cache.freshness import Freshness
 from proxy.cache.keeper import Keeper
-from proxy.cache.lookup import Lookup, Outcome
+from proxy.cache.lookup import Lookup, Outcome, lookup_at
 from proxy.cache.memo import LookupMemo
 from proxy.cache.shared import SharedEntry
 from proxy.coordination.fill import CoordinatedFill
@@ -29,21 +29,10 @@ logger = structlog.get_logger(__name__)
 class CatalogCache:
     """Serves the catalog from cache and fills it through ``loader`` when it must.
 
-    - fresh in this process: answered with no I/O at all;
-    - otherwise the shared store is read (another replica may have refreshed it), at most
-      once a second unless an announcement says it changed;
-    - stale but within ``stale_ttl``: served at once, one background refresh starts;
-    - nothing usable: concurrent callers share one fill; a failed load raises and
-      replaces nothing.
-
-    Fills go through a :class:`CoordinatedFill`, so a deployment loads once. Once the
-    catalog is needed (warm-up asked for it, a caller asked, or this process has held one),
-    a keeper task keeps it fresh: whenever the entry is stale or missing it reads the store
-    about once a second and, when its backoff allows, fills, with no caller traffic needed
-    (one upstream fetch per TTL for the deployment; the other replicas adopt the stored one).
-    Failed loads back off (1 s doubling to 30 s, jittered, never inside a ``Retry-After``
-    window); while they do, a caller with nothing servable gets 503 and ``Retry-After`` at
-    once instead of another fill.
+    What to do at each moment (serve fresh or stale, read the store, fill, replay a failure,
+    wait) is :func:`~proxy.cache.decision.decide`'s; this class carries it out, for callers
+    (:meth:`hit`, :meth:`lookup`) and for its keeper, and adopts newer shared entries. Fills go
+    through a :class:`CoordinatedFill`, so a deployment loads once.
     """
 
     def __init__(
@@ -192,7 +181,7 @@ class CatalogCache:
                 continue
             local = self._local
             if action.step is Step.SERVE_FRESH and local is not None:
-                return self._lookup(local, Outcome.HIT, now)
+                return lookup_at(local, Outcome.HIT, now, self._freshness)
             if action.step is Step.SERVE_STALE and local is not None:
                 if action.refresh:
                     self._refresh_in_background()
@@ -203,7 +192,7 @@ class CatalogCache:
             entry, joined = await self._fills.fresh()
             if joined:
                 self._metrics.waiter("process")
-            return self._lookup(entry, Outcome.MISS, self._clock(), collapsed=joined)
+            return lookup_at(entry, Outcome.MISS, self._clock(), self._freshness, collapsed=joined)
 
     def _decide(self, asker: Asker, now: float, *, read: bool) -> Action:
         """Ask :func:`decide` with what this replica knows now."""
@@ -224,7 +213,7 @@ class CatalogCache:
     async def refresh(self) -> Lookup:
         """Fetch a new catalog now: the answer's fetch started after this call began."""
         entry, joined = await self._fills.forced()
-        return self._lookup(entry, Outcome.MISS, self._clock(), collapsed=joined)
+        return lookup_at(entry, Outcome.MISS, self._clock(), self._freshness, collapsed=joined)
 
     async def close(self) -> None:
         """Stop the keeper and any fill or store read still running."""
@@ -232,20 +221,9 @@ class CatalogCache:
         await self._fills.close()
         await self._shared.close()
 
-    def _lookup(
-        self, entry: CatalogEntry, outcome: Outcome, now: float, *, collapsed: bool = False
-    ) -> Lookup:
-        return Lookup(
-            entry=entry,
-            outcome=outcome,
-            age=self._freshness.age(entry, now),
-            ttl_left=self._freshness.ttl_left(entry, now),
-            collapsed=collapsed,
-        )
-
     def _stale(self, entry: CatalogEntry, now: float) -> Lookup:
         """Return a stale lookup, memoized like a hit until a whole second or a read is due."""
-        lookup = self._lookup(entry, Outcome.STALE, now)
+        lookup = lookup_at(entry, Outcome.STALE, now, self._freshness)
         if entry is self._local and lookup.age > 0:
             read_due_at = now + max(self._shared.read_at + STORE_READ_INTERVAL - self._timer(), 0)
             self._memo.keep_stale(lookup, self._ttl, self._freshness.stale_ttl, read_due_at)
