@@ -173,7 +173,9 @@ async def _catalog(
     metrics.watch_catalog(lambda: _catalog_gauges(cache, clock()))
     backplane.on("catalog", cache.shared_changed)
     admin_gate = RateGate(backplane, keys.admin_refresh, settings.admin_refresh_interval)
-    service = CatalogService(cache, upstream.client, upstream.tokens, admin_gate=admin_gate)
+    service = CatalogService(
+        cache, upstream.client, upstream.tokens, store=backplane, admin_gate=admin_gate
+    )
     app[CATALOG] = service
     # The keeper fills at once with warm-up on, else from the first caller on, and from then
     # on keeps a usable catalog with no traffic needed (docs/reliability.md).

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from proxy.cache.entry import CatalogEntry
 from proxy.coordination.fill import CoordinatedFill
 from proxy.coordination.singleflight import SingleFlight
+from proxy.coordination.turns import Turns
+from proxy.observability.metrics import Metrics
 from proxy.observability.tracing import NO_TRACING, Tracing
 
 
 class Fills:
-    """Runs ``fill`` (the deployment's coordinated fill) once at a time in this process.
+    """Runs the deployment's coordinated fill of the catalog once at a time in this process.
 
     A fill for a fresh catalog is joined by every caller that needs one meanwhile; a forced
     fill (an operator's refresh) answers with a catalog fetched after it was asked for.
@@ -20,14 +22,30 @@ class Fills:
 
     def __init__(
         self,
-        fill: CoordinatedFill[CatalogEntry],
         *,
+        read: Callable[[], Awaitable[CatalogEntry | None]],
+        load: Callable[[], Awaitable[CatalogEntry]],
+        store: Callable[[CatalogEntry], Awaitable[None]],
+        turns: Turns,
+        metrics: Metrics,
         is_fresh: Callable[[CatalogEntry], bool],
         timer: Callable[[], float] = time.monotonic,
         tracing: Tracing = NO_TRACING,
     ) -> None:
-        """Fill through ``fill``; a stored entry ``is_fresh`` accepts needs no fetch."""
-        self._fill = fill
+        """Fill with ``read``, ``load`` and ``store`` in ``turns`` (see ``CoordinatedFill``).
+
+        A stored entry ``is_fresh`` accepts needs no fetch.
+        """
+        self._fill = CoordinatedFill(
+            name="catalog",
+            read=read,
+            load=load,
+            store=store,
+            coordinator=turns,
+            metrics=metrics,
+            clock=timer,
+            tracing=tracing,
+        )
         self._is_fresh = is_fresh
         self._timer = timer
         self._flight: SingleFlight[CatalogEntry] = SingleFlight(tracing=tracing)

@@ -17,7 +17,6 @@ from proxy.cache.keeper import Keeper
 from proxy.cache.lookup import Lookup, Outcome, lookup_at
 from proxy.cache.memo import LookupMemo
 from proxy.cache.shared import SharedEntry
-from proxy.coordination.fill import CoordinatedFill
 from proxy.coordination.turns import Turns
 from proxy.observability.metrics import Metrics
 from proxy.observability.tracing import NO_TRACING, Tracing
@@ -60,18 +59,12 @@ class CatalogCache:
         self._metrics = metrics
         self._clock = clock
         self._timer = timer
-        fill = CoordinatedFill(
-            name="catalog",
+        self._fills = Fills(
             read=self._newest_shared,
             load=self._load,
             store=self._shared.write,
-            coordinator=turns,
+            turns=turns,
             metrics=metrics,
-            clock=timer,
-            tracing=tracing,
-        )
-        self._fills = Fills(
-            fill,
             is_fresh=lambda entry: freshness.is_fresh(entry, clock()),
             timer=timer,
             tracing=tracing,
@@ -104,11 +97,6 @@ class CatalogCache:
     def refreshing(self) -> bool:
         """Whether a fill (foreground or background) is in flight."""
         return self._fills.running
-
-    @property
-    def store(self) -> Backplane:
-        """The shared store behind the in-process copy."""
-        return self._shared.store
 
     def shared_changed(self) -> None:
         """Note that another replica stored a new entry: the next lookup reads the store."""
@@ -184,7 +172,8 @@ class CatalogCache:
                 return lookup_at(local, Outcome.HIT, now, self._freshness)
             if action.step is Step.SERVE_STALE and local is not None:
                 if action.refresh:
-                    self._refresh_in_background()
+                    logger.info("catalog_refresh_started", reason="stale")
+                    self._fills.start()
                 return self._stale(local, now)
             failure = self._attempts.failure
             if action.step is Step.REPLAY_FAILURE and failure is not None:
@@ -255,10 +244,6 @@ class CatalogCache:
     def _adopt(self, entry: CatalogEntry) -> None:
         self._local = entry
         self._keeper.need()
-
-    def _refresh_in_background(self) -> None:
-        logger.info("catalog_refresh_started", reason="stale")
-        self._fills.start()
 
     async def _load(self) -> CatalogEntry:
         try:

@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from proxy.backplane.interface import Backplane
 from proxy.cache.entry import CatalogEntry
 from proxy.cache.lookup import Lookup, Outcome
 from proxy.cache.readthrough import CatalogCache
@@ -46,10 +47,12 @@ class CatalogService:
         upstream: UpstreamClient,
         tokens: TokenProvider,
         *,
+        store: Backplane,
         admin_gate: RateGate,
     ) -> None:
-        """Serve from ``cache``; ``upstream`` and ``tokens`` are only asked for their state."""
+        """Serve from ``cache``; ``upstream``, ``tokens``, ``store`` are asked for their state."""
         self._cache = cache
+        self._store = store
         # The cache's own method, not one wrapping it: it runs for every request answered.
         self.hit: Callable[[], Lookup | None] = cache.hit
         self._upstream = upstream
@@ -148,7 +151,7 @@ class CatalogService:
     async def status(self, now: float) -> CatalogStatus:
         """Report catalog, store, upstream and token state; ``now`` is wall-clock time."""
         cache = self._cache
-        store_ok = await cache.store.ping()
+        store_ok = await self._store.ping()
         entry = cache.local
         catalog: dict[str, Any] = {"cached": entry is not None}
         usable = False
@@ -167,7 +170,7 @@ class CatalogService:
         servable = usable or (outcome in {"ok", "unknown"} and not self.warming and not blocked_for)
         report = {
             "catalog": catalog,
-            "store": {"state": cache.store.state, "reachable": store_ok},
+            "store": {"state": self._store.state, "reachable": store_ok},
             "upstream": upstream,
             "token": self._tokens.state,
         }

@@ -441,10 +441,9 @@ async def test_close_cancels_background_refresh(
     assert cache.local == original
 
 
-async def test_properties(cache: CatalogCache, store: CountingStore) -> None:
+async def test_properties(cache: CatalogCache) -> None:
     assert cache.local is None
     assert not cache.refreshing
-    assert cache.store is store
     assert cache.freshness == Freshness(ttl=TTL, stale_ttl=STALE_TTL)
 
 
