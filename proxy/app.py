@@ -57,7 +57,7 @@ def create_app(
     """Build the service; resources open on startup and close on cleanup, in order.
 
     ``tracing`` (from :func:`~proxy.observability.tracing.start_tracing`) puts each request
-    in a server span; None leaves tracing out of every path. ``clock`` is the wall clock
+    in a server span; ``NO_TRACING``, the default, makes no spans. ``clock`` is the wall clock
     catalogs are stamped and judged by (tests give a replica a skewed one).
     """
     metrics = Metrics()

@@ -50,10 +50,6 @@ class OwnClock(Generic[Identity]):
         self._on_skew = on_skew
         self._first_seen: dict[Identity, float] = {}
 
-    def now(self) -> float:
-        """Return this replica's time (wall clock: stamps are compared across replicas)."""
-        return self._clock()
-
     def read(self, identity: Identity, stamp: float) -> float:
         """Return ``stamp`` on this replica's clock: as written, or when first seen here."""
         seen = self._first_seen.get(identity)

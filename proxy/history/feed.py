@@ -85,15 +85,13 @@ class ChangeFeed:
         metrics: Metrics,
         max_body: int,
         max_streams: int,
+        claims: Claims,
         webhooks: Webhooks | None = None,
-        claims: Claims | None = None,
     ) -> None:
         """Record into ``store`` what ``catalog`` holds; tell ``webhooks`` of new versions.
 
-        ``claims`` decide which replica delivers each version (required with ``webhooks``).
+        ``claims`` decide which replica delivers each version.
         """
-        if webhooks is not None and claims is None:
-            raise ValueError("webhooks need claims: one replica delivers each version")
         self._store = store
         self._catalog = catalog
         self._backplane = backplane
@@ -101,7 +99,6 @@ class ChangeFeed:
         self._max_streams = max_streams
         self._webhooks = webhooks
         self._claims = claims
-        self._timer = time.monotonic
         self._history: History | None = None
         self._read_at = -math.inf
         self._changed = asyncio.Event()
@@ -167,7 +164,7 @@ class ChangeFeed:
         Raises :class:`HistoryUnavailableError` when the store cannot be read.
         """
         history = self._history
-        if history is not None and self._timer() - self._read_at < FRESH_FOR:
+        if history is not None and time.monotonic() - self._read_at < FRESH_FOR:
             return history
         # Concurrent requests share one read.
         reading = self._reading
@@ -233,13 +230,13 @@ class ChangeFeed:
             if head is None or head.current is None:
                 return head
             return await self._store.read(self._store.max_versions)
-        self._read_at = self._timer()
+        self._read_at = time.monotonic()
         return known
 
     async def _follow(self, history: History) -> None:
         """Adopt ``history``; wake streams and deliver webhooks for versions new to it."""
         known, self._history = self._history, history
-        self._read_at = self._timer()
+        self._read_at = time.monotonic()
         if history is known:
             return
         current = history.current
@@ -259,7 +256,6 @@ class ChangeFeed:
     async def _deliver(self, event: VersionEvent) -> None:
         """Hand ``event`` to the webhooks if this replica is the one to deliver it."""
         assert self._webhooks is not None  # noqa: S101 - checked by the caller
-        assert self._claims is not None  # noqa: S101 - checked at construction
         if await self._claims.take(event.epoch, event.record.version):
             self._webhooks.deliver(event)
 
