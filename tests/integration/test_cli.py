@@ -14,21 +14,13 @@ import aiohttp
 import pytest
 
 from tests.support.net import free_port
-from tests.support.processes import ProxyProcess
+from tests.support.processes import ProxyProcess, run_proxy
 from tests.support.redis import RedisServer
 from tests.support.settings import REPO_ROOT, clean_env
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "proxy", *args],
-        env={**clean_env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+    return run_proxy(env, *args)
 
 
 def test_missing_credentials_exit_2_with_one_line_each() -> None:

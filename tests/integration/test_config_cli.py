@@ -10,14 +10,13 @@ import asyncio
 import contextlib
 import json
 import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from tests.support.net import free_port
+from tests.support.processes import run_proxy
 from tests.support.sandbox import MakeProxy, Sandbox
-from tests.support.settings import REPO_ROOT, clean_env
 
 ADMIN_TOKEN = "c0nfig-admin-token"
 API_KEY = "c0nfig-api-key"
@@ -26,20 +25,8 @@ ANSWER_SECONDS = 5.0
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the sandbox demo on a loopback port; bad settings must stop it before it serves."""
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", "--sandbox"],
-        env={
-            **clean_env(),
-            "PROXY_HOST": "127.0.0.1",
-            "PROXY_PORT": str(free_port()),
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+    loopback = {"PROXY_HOST": "127.0.0.1", "PROXY_PORT": str(free_port())}
+    return run_proxy({**loopback, **env}, "--sandbox", timeout=20)
 
 
 def _named(stderr: str) -> list[str]:
@@ -200,15 +187,7 @@ OTEL_SECRET = "0tel-s3cr3t-t0ken"
 
 def _proxy(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m proxy ARGS`` with ``env`` over a clean environment."""
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "proxy", *args],
-        env={**clean_env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+    return run_proxy(env, *args, timeout=20)
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -30,8 +28,8 @@ from proxy.web.management import ApiAppNotStartedError, create_management_app
 from proxy.web.pipeline import RequestPipeline
 from proxy.web.routes import MANAGEMENT_ROUTES, Route, install_routes
 from tests.support.net import free_port, http_status
-from tests.support.processes import ProxyProcess
-from tests.support.settings import REPO_ROOT, clean_env, make_settings
+from tests.support.processes import ProxyProcess, run_proxy
+from tests.support.settings import make_settings
 
 MANAGEMENT_PATHS = ("/healthz", "/readyz", "/metrics")
 API_KEY = "management-port-test-key"
@@ -230,16 +228,8 @@ async def test_sigterm_turns_management_readiness_false_then_stops_both_ports(
 
 def test_the_management_port_must_differ_from_the_api_port() -> None:
     port = free_port()
-    env = clean_env() | {"PROXY_PORT": str(port), "PROXY_MANAGEMENT_PORT": str(port)}
-    result = subprocess.run(
-        [sys.executable, "-m", "proxy", "--sandbox"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+    env = {"PROXY_PORT": str(port), "PROXY_MANAGEMENT_PORT": str(port)}
+    result = run_proxy(env, "--sandbox")
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
         "configuration error: PROXY_MANAGEMENT_PORT must differ from PROXY_PORT"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +22,9 @@ from pydantic import ValidationError
 from proxy.cache.entry import CatalogEntry
 from proxy.settings import describe_errors
 from tests.support.net import free_port
+from tests.support.processes import run_proxy
 from tests.support.sandbox import MakeProxy, Sandbox
-from tests.support.settings import REPO_ROOT, clean_env, make_settings
+from tests.support.settings import make_settings
 from tests.support.tls import Certificates, TlsRedisServer, make_certificates, tls_redis_binary
 
 Client = TestClient[web.Request, web.Application]
@@ -178,21 +177,13 @@ def test_an_unusable_ca_file_is_a_configuration_error_naming_the_setting(
 
 def test_the_service_refuses_to_start_with_a_missing_ca_file(tmp_path: Path) -> None:
     missing = tmp_path / "absent.pem"
-    result = subprocess.run(
-        [sys.executable, "-m", "proxy", "--sandbox"],
-        env={
-            **clean_env(),
-            "PROXY_HOST": "127.0.0.1",
-            "PROXY_PORT": str(free_port()),
-            "PROXY_REDIS_URL": "rediss://127.0.0.1:6379/0",
-            "PROXY_REDIS_CA_FILE": str(missing),
-        },
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+    env = {
+        "PROXY_HOST": "127.0.0.1",
+        "PROXY_PORT": str(free_port()),
+        "PROXY_REDIS_URL": "rediss://127.0.0.1:6379/0",
+        "PROXY_REDIS_CA_FILE": str(missing),
+    }
+    result = run_proxy(env, "--sandbox", timeout=20)
 
     assert result.returncode == 2
     expected = (

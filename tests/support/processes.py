@@ -30,6 +30,21 @@ _BIND_ATTEMPTS = 3
 _ADDRESS_IN_USE = ("address already in use", "errno 98")
 
 
+def run_proxy(
+    env: Mapping[str, str], *args: str, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m proxy ARGS`` to its end, in a clean environment plus ``env``."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "proxy", *args],
+        env={**clean_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+
+
 class ChildStartError(RuntimeError):
     """A child process exited or did not become ready in time; the message carries its log."""
 
