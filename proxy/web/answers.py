@@ -186,6 +186,9 @@ class Answers:
             return found
         found = build()
         size = len(found[0])
+        if size > self._max_bytes:
+            # Never kept: nothing is dropped to make room for it.
+            return found
         # The oldest go first, to make room within the count and the bytes.
         while self._api_members and (
             len(self._api_members) >= MAX_API_MEMBERS or not self._fits(size)

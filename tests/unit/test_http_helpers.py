@@ -340,3 +340,13 @@ def test_the_gzip_body_counts_and_an_unbounded_memo_keeps_everything() -> None:
     for key in range(5):
         answers.for_request(request(), first, key, build)
     assert answers.bytes_kept == len(gzipped) + 5 * 6
+
+
+def test_a_member_larger_than_the_budget_drops_nothing() -> None:
+    answers = Answers(max_bytes=10)
+    answers.api_members(("etag", "small", ""), lambda: (b"12345678", 'W/"s"'))
+    answers.api_members(("etag", "huge", ""), lambda: (b"x" * 11, 'W/"h"'))
+    assert answers.bytes_kept == 8
+    # "small" is still kept: asking again does not build it.
+    kept = answers.api_members(("etag", "small", ""), lambda: (b"rebuilt", ""))
+    assert kept == (b"12345678", 'W/"s"')
