@@ -19,7 +19,7 @@ from proxy.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, default_cata
 from tests.support.load import Reply
 from tests.support.processes import ProxyProcess, SandboxProcess
 from tests.support.sandbox import MakeProxy, Sandbox
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, until
 
 GRACE = 10.0
 ADMIN_TOKEN = "shutdown-admin-token-5d0c"
@@ -112,6 +112,13 @@ async def test_sigterm_lets_in_flight_requests_finish_then_exits_0(
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with new_session() as session:
         gets = [asyncio.create_task(send(session, f"{proxy.url}/v1/products")) for _ in range(20)]
+
+        async def fetching() -> bool:
+            return int((await sandbox_process.stats())["products_requests"]) == 1
+
+        # The refresh is asked only once the GETs' fetch has begun: under load, a refresh sent
+        # with them could reach the proxy first and start the one fetch the GETs then join.
+        await until(fetching, within=10, what="the GETs' fetch began")
         refresh = asyncio.create_task(
             send(session, f"{proxy.url}/admin/refresh", "POST", headers=admin)
         )
